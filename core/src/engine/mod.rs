@@ -1,0 +1,240 @@
+//! Request dispatch and the turn pipeline.
+//!
+//! [`ChatEngine::process`] takes a raw ChatKit request body and the caller's
+//! [`RequestContext`] and returns either a JSON document or a stream of
+//! events. Validation, ownership checks and the persisting of the user
+//! message all happen before `process` returns, so every failure there is a
+//! typed [`Error`](crate::Error) the host maps to an HTTP status. Once a
+//! stream has begun, failures become `error` events.
+//!
+//! ```
+//! # async fn demo() -> chatkit_engine::Result<()> {
+//! use chatkit_engine::engine::{ChatEngine, EchoResponder, Response};
+//! use chatkit_engine::store::SqliteStore;
+//! use chatkit_engine::RequestContext;
+//!
+//! let engine = ChatEngine::builder()
+//!     .store(SqliteStore::in_memory().await?)
+//!     .responder(EchoResponder)
+//!     .build()?;
+//! let body = br#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"hello"}]}}}"#;
+//! let Response::Stream(stream) = engine.process(body, RequestContext::new("alice")).await? else {
+//!     unreachable!("threads.create streams")
+//! };
+//! let types: Vec<_> = stream.collect_events().await.iter().map(|e| e.type_name()).collect();
+//! assert_eq!(types.first(), Some(&"thread.created"));
+//! assert_eq!(types.last(), Some(&"thread.updated")); // the echo responder set a title
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+mod agent_responder;
+mod attachments;
+mod handlers;
+pub mod history;
+mod locks;
+mod pipeline;
+mod responder;
+mod stream;
+mod turn;
+
+pub use crate::context::RequestContext;
+pub use agent_responder::{AgentResponder, AgentRouter};
+pub use attachments::{AttachmentStore, UploadUrls};
+pub use responder::{EchoResponder, Responder, stream_text};
+pub use stream::{EventStream, SseStream};
+pub use turn::{CANCELLED_MARKER_TEXT, Turn};
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::protocol::{Request, ThreadStreamEvent};
+use crate::store::{SharedStore, Store};
+use bytes::Bytes;
+use locks::ThreadLocks;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// What [`ChatEngine::process`] returns.
+#[derive(Debug)]
+pub enum Response {
+    /// A complete JSON document (send as `application/json`).
+    Json(Bytes),
+    /// A stream of events (send as `text/event-stream`, one SSE frame per
+    /// event, see [`EventStream::sse`]).
+    Stream(EventStream),
+}
+
+impl Response {
+    /// Whether this is a stream.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self, Response::Stream(_))
+    }
+}
+
+/// The ChatKit backend: parses requests, enforces ownership, persists, and
+/// runs turns. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct ChatEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: SharedStore,
+    responder: Arc<dyn Responder>,
+    attachments: Option<Arc<dyn AttachmentStore>>,
+    config: EngineConfig,
+    locks: Arc<ThreadLocks>,
+}
+
+impl std::fmt::Debug for ChatEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatEngine")
+            .field("config", &self.inner.config)
+            .field("attachments", &self.inner.attachments.is_some())
+            .finish()
+    }
+}
+
+/// Builds a [`ChatEngine`].
+#[derive(Default)]
+pub struct ChatEngineBuilder {
+    store: Option<SharedStore>,
+    responder: Option<Arc<dyn Responder>>,
+    attachments: Option<Arc<dyn AttachmentStore>>,
+    config: EngineConfig,
+}
+
+impl ChatEngineBuilder {
+    /// The store for threads and items (required).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// An already shared store (required, unless [`Self::store`] is used).
+    pub fn shared_store(mut self, store: SharedStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// What answers the user (required).
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.responder = Some(Arc::new(responder));
+        self
+    }
+
+    /// An already shared responder.
+    pub fn shared_responder(mut self, responder: Arc<dyn Responder>) -> Self {
+        self.responder = Some(responder);
+        self
+    }
+
+    /// Enables `attachments.create` / `attachments.delete`.
+    pub fn attachment_store(mut self, attachments: impl AttachmentStore) -> Self {
+        self.attachments = Some(Arc::new(attachments));
+        self
+    }
+
+    /// Engine tunables.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> Result<ChatEngine> {
+        let store = self
+            .store
+            .ok_or_else(|| Error::Config("ChatEngine needs a store".into()))?;
+        let responder = self
+            .responder
+            .ok_or_else(|| Error::Config("ChatEngine needs a responder".into()))?;
+        let config = self.config;
+        if config.default_page_size == 0 || config.max_page_size == 0 || config.stream_buffer == 0 {
+            return Err(Error::Config(
+                "page sizes and the stream buffer must be at least 1".into(),
+            ));
+        }
+        Ok(ChatEngine {
+            inner: Arc::new(Inner {
+                store,
+                responder,
+                attachments: self.attachments,
+                config,
+                locks: Arc::new(ThreadLocks::default()),
+            }),
+        })
+    }
+}
+
+impl ChatEngine {
+    /// Starts building an engine.
+    pub fn builder() -> ChatEngineBuilder {
+        ChatEngineBuilder::default()
+    }
+
+    /// The engine's store.
+    pub fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// How many turns are running right now.
+    pub fn running_turns(&self) -> usize {
+        self.inner.locks.busy_count()
+    }
+
+    /// Handles one ChatKit request for the caller in `ctx`.
+    ///
+    /// Errors returned here happened before any byte was streamed: map them
+    /// to HTTP with [`Error::http_status`] and [`Error::to_json_body`].
+    pub async fn process(&self, body: &[u8], ctx: RequestContext) -> Result<Response> {
+        let span = tracing::info_span!(
+            "chatkit.request",
+            request_type = tracing::field::Empty,
+            bytes = body.len()
+        );
+        async move {
+            if ctx.user_id.trim().is_empty() {
+                return Err(Error::Unauthorized(
+                    "the request context has no user id".into(),
+                ));
+            }
+            if body.len() > self.inner.config.max_body_bytes {
+                return Err(Error::PayloadTooLarge(format!(
+                    "request body of {} bytes exceeds the limit of {} bytes",
+                    body.len(),
+                    self.inner.config.max_body_bytes
+                )));
+            }
+            let request = Request::parse(body)?;
+            tracing::Span::current().record("request_type", request.type_name());
+            let result = if request.is_streaming() {
+                self.start_stream(request, ctx).await.map(Response::Stream)
+            } else {
+                handlers::handle_json(self, request, &ctx)
+                    .await
+                    .map(Response::Json)
+            };
+            if let Err(err) = &result {
+                tracing::debug!(code = err.code(), error = %err, "request failed");
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A stream that carries one error event: used when the thread is busy,
+    /// where ChatKit expects an error event rather than an HTTP failure.
+    fn error_stream(event: ThreadStreamEvent) -> EventStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        // A fresh channel with capacity one always has room.
+        let _ = tx.try_send(event);
+        EventStream::new(rx)
+    }
+}

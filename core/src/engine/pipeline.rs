@@ -1,0 +1,408 @@
+//! The six streaming requests: validate and persist up front, then run the
+//! respond phase in its own task.
+
+use super::handlers::load_widget;
+use super::locks::ThreadLease;
+use super::{ChatEngine, EventStream, Turn};
+use crate::context::RequestContext;
+use crate::error::{Error, Result};
+use crate::protocol::{
+    Action, ClientToolCallStatus, IdKind, ItemKind, Order, Request, StructuredInputAnswer,
+    StructuredInputItem, StructuredInputKind, StructuredInputStatus, StructuredInputSubmission,
+    Thread, ThreadItem, ThreadMetadata, ThreadStreamEvent, Timestamp, UserMessage,
+    UserMessageInput, new_id,
+};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// How many of the newest items are searched for stale pending client tool
+/// calls, as in the Python SDK.
+const PENDING_CALL_SCAN: usize = 20;
+
+/// What the respond phase of a turn does.
+enum Phase {
+    /// `Responder::respond` with the user message (or `None`).
+    Respond(Option<ThreadItem>),
+    /// `Responder::action` with the widget that sent it.
+    Action(Action, Option<ThreadItem>),
+}
+
+/// Everything a turn needs once validation is over.
+struct TurnPlan {
+    thread: ThreadMetadata,
+    lease: ThreadLease,
+    /// Events sent before `stream_options` (already persisted).
+    prelude: Vec<ThreadStreamEvent>,
+    /// Events processed right after `stream_options` (persisted then).
+    opening: Vec<ThreadStreamEvent>,
+    phase: Phase,
+}
+
+impl ChatEngine {
+    pub(super) async fn start_stream(
+        &self,
+        request: Request,
+        ctx: RequestContext,
+    ) -> Result<EventStream> {
+        let plan = match self.plan_turn(request, &ctx).await {
+            Ok(plan) => plan,
+            Err(Error::ThreadBusy(thread_id)) => {
+                tracing::info!(
+                    thread_id,
+                    "refusing a second concurrent turn on a busy thread"
+                );
+                return Ok(Self::error_stream(ThreadStreamEvent::custom_error(
+                    "This conversation is still answering a previous message. Wait for it to finish, then try again.",
+                    true,
+                )));
+            }
+            Err(err) => return Err(err),
+        };
+        let (tx, rx) = mpsc::channel(self.config().stream_buffer);
+        let engine = self.clone();
+        let span = tracing::info_span!("chatkit.turn", thread_id = %plan.thread.id);
+        tokio::spawn(async move { engine.run_turn(plan, ctx, tx).await }.instrument(span));
+        Ok(EventStream::new(rx))
+    }
+
+    fn lease(&self, thread_id: &str, ctx: &RequestContext) -> Result<ThreadLease> {
+        self.inner
+            .locks
+            .try_acquire(&ctx.user_id, thread_id)
+            .ok_or_else(|| Error::ThreadBusy(thread_id.to_owned()))
+    }
+
+    async fn plan_turn(&self, request: Request, ctx: &RequestContext) -> Result<TurnPlan> {
+        let store = self.store();
+        match request {
+            Request::ThreadsCreate(params) => {
+                // Attachments are checked before anything is written, so a bad
+                // id leaves no empty thread behind.
+                let attachments = self.load_attachments(&params.input, ctx).await?;
+                let thread = ThreadMetadata::new(new_id(IdKind::Thread), Timestamp::now());
+                let lease = self.lease(&thread.id, ctx)?;
+                store.save_thread(&thread, ctx).await?;
+                let created = ThreadStreamEvent::ThreadCreated {
+                    thread: Thread::from_metadata(&thread, Default::default()),
+                };
+                let message = self
+                    .save_user_message(&thread, params.input, attachments, ctx)
+                    .await?;
+                Ok(TurnPlan {
+                    thread,
+                    lease,
+                    prelude: vec![
+                        created,
+                        ThreadStreamEvent::ItemDone {
+                            item: message.clone(),
+                        },
+                    ],
+                    opening: Vec::new(),
+                    phase: Phase::Respond(Some(message)),
+                })
+            }
+            Request::ThreadsAddUserMessage(params) => {
+                let thread = store.load_thread(&params.thread_id, ctx).await?;
+                let lease = self.lease(&thread.id, ctx)?;
+                let attachments = self.load_attachments(&params.input, ctx).await?;
+                let message = self
+                    .save_user_message(&thread, params.input, attachments, ctx)
+                    .await?;
+                Ok(TurnPlan {
+                    thread,
+                    lease,
+                    prelude: vec![ThreadStreamEvent::ItemDone {
+                        item: message.clone(),
+                    }],
+                    opening: Vec::new(),
+                    phase: Phase::Respond(Some(message)),
+                })
+            }
+            Request::ThreadsAddClientToolOutput(params) => {
+                let thread = store.load_thread(&params.thread_id, ctx).await?;
+                let lease = self.lease(&thread.id, ctx)?;
+                let newest = store
+                    .load_thread_items(&thread.id, None, PENDING_CALL_SCAN, Order::Desc, ctx)
+                    .await?;
+                let Some(mut call) = newest.data.first().cloned() else {
+                    return Err(Error::invalid("the thread has no pending client tool call"));
+                };
+                match &mut call.kind {
+                    ItemKind::ClientToolCall(tool_call)
+                        if tool_call.status == ClientToolCallStatus::Pending =>
+                    {
+                        tool_call.output = Some(params.result);
+                        tool_call.status = ClientToolCallStatus::Completed;
+                    }
+                    _ => return Err(Error::invalid("the thread has no pending client tool call")),
+                }
+                store.save_item(&thread.id, &call, ctx).await?;
+                // Older calls that never got an output would confuse the model.
+                for stale in newest.data.iter().skip(1) {
+                    if let ItemKind::ClientToolCall(tool_call) = &stale.kind
+                        && tool_call.status == ClientToolCallStatus::Pending
+                    {
+                        store.delete_thread_item(&thread.id, &stale.id, ctx).await?;
+                    }
+                }
+                Ok(TurnPlan {
+                    thread,
+                    lease,
+                    prelude: Vec::new(),
+                    opening: Vec::new(),
+                    phase: Phase::Respond(None),
+                })
+            }
+            Request::ThreadsAddStructuredInput(params) => {
+                let thread = store.load_thread(&params.thread_id, ctx).await?;
+                let lease = self.lease(&thread.id, ctx)?;
+                let mut item = store.load_item(&thread.id, &params.item_id, ctx).await?;
+                let ItemKind::StructuredInput(form) = &mut item.kind else {
+                    return Err(Error::invalid(format!(
+                        "item {} is a {}, not a structured input",
+                        params.item_id,
+                        item.type_name()
+                    )));
+                };
+                if form.status != StructuredInputStatus::Pending {
+                    return Err(Error::invalid(format!(
+                        "structured input {} was already submitted",
+                        params.item_id
+                    )));
+                }
+                apply_submission(form, &params.input);
+                Ok(TurnPlan {
+                    thread,
+                    lease,
+                    prelude: Vec::new(),
+                    opening: vec![ThreadStreamEvent::ItemReplaced { item }],
+                    phase: Phase::Respond(None),
+                })
+            }
+            Request::ThreadsRetryAfterItem(params) => {
+                let thread = store.load_thread(&params.thread_id, ctx).await?;
+                let lease = self.lease(&thread.id, ctx)?;
+                let (message, newer) = self
+                    .find_with_newer(&thread.id, &params.item_id, ctx)
+                    .await?;
+                if !matches!(message.kind, ItemKind::UserMessage(_)) {
+                    return Err(Error::invalid(format!(
+                        "item {} is a {}, only a user message can be retried",
+                        params.item_id,
+                        message.type_name()
+                    )));
+                }
+                for item_id in newer {
+                    store.delete_thread_item(&thread.id, &item_id, ctx).await?;
+                }
+                Ok(TurnPlan {
+                    thread,
+                    lease,
+                    prelude: Vec::new(),
+                    opening: Vec::new(),
+                    phase: Phase::Respond(Some(message)),
+                })
+            }
+            Request::ThreadsCustomAction(params) => {
+                let thread = store.load_thread(&params.thread_id, ctx).await?;
+                let lease = self.lease(&thread.id, ctx)?;
+                let sender = match &params.item_id {
+                    Some(item_id) => Some(load_widget(self, &thread.id, item_id, ctx).await?),
+                    None => None,
+                };
+                Ok(TurnPlan {
+                    thread,
+                    lease,
+                    prelude: Vec::new(),
+                    opening: Vec::new(),
+                    phase: Phase::Action(params.action, sender),
+                })
+            }
+            other => Err(Error::Internal(format!(
+                "{} does not stream",
+                other.type_name()
+            ))),
+        }
+    }
+
+    async fn load_attachments(
+        &self,
+        input: &UserMessageInput,
+        ctx: &RequestContext,
+    ) -> Result<Vec<crate::protocol::Attachment>> {
+        let mut attachments = Vec::with_capacity(input.attachments.len());
+        for id in &input.attachments {
+            attachments.push(self.store().load_attachment(id, ctx).await?);
+        }
+        Ok(attachments)
+    }
+
+    /// Links the attachments to the thread and persists the user message
+    /// before any responder runs.
+    async fn save_user_message(
+        &self,
+        thread: &ThreadMetadata,
+        input: UserMessageInput,
+        attachments: Vec<crate::protocol::Attachment>,
+        ctx: &RequestContext,
+    ) -> Result<ThreadItem> {
+        let mut linked = Vec::with_capacity(attachments.len());
+        for mut attachment in attachments {
+            attachment.thread_id = Some(thread.id.clone());
+            self.store().save_attachment(&attachment, ctx).await?;
+            linked.push(attachment);
+        }
+        let item = ThreadItem {
+            id: new_id(IdKind::Message),
+            thread_id: thread.id.clone(),
+            created_at: Timestamp::now(),
+            kind: ItemKind::UserMessage(UserMessage {
+                content: input.content,
+                attachments: linked,
+                quoted_text: input.quoted_text,
+                inference_options: input.inference_options,
+            }),
+        };
+        self.store().add_thread_item(&thread.id, &item, ctx).await?;
+        Ok(item)
+    }
+
+    /// Finds `item_id` walking newest to oldest, with the ids of every newer
+    /// item.
+    async fn find_with_newer(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(ThreadItem, Vec<String>)> {
+        let mut newer = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store()
+                .load_thread_items(
+                    thread_id,
+                    after.as_deref(),
+                    self.config().max_page_size,
+                    Order::Desc,
+                    ctx,
+                )
+                .await?;
+            for item in page.data {
+                if item.id == item_id {
+                    return Ok((item, newer));
+                }
+                newer.push(item.id);
+            }
+            match page.after {
+                Some(next) if page.has_more => after = Some(next),
+                _ => return Err(Error::not_found("item", item_id)),
+            }
+        }
+    }
+
+    /// Runs one turn to completion, cancellation or failure.
+    async fn run_turn(
+        self,
+        plan: TurnPlan,
+        ctx: RequestContext,
+        tx: mpsc::Sender<ThreadStreamEvent>,
+    ) {
+        let TurnPlan {
+            thread,
+            lease,
+            prelude,
+            opening,
+            phase,
+        } = plan;
+        let mut turn = Turn::new(thread, ctx, self.store().clone(), tx);
+        let watcher = turn.disconnect_watcher();
+        let responder = self.inner.responder.clone();
+        let outcome = tokio::select! {
+            outcome = async {
+                for event in prelude {
+                    turn.send(event).await?;
+                }
+                let options = responder.stream_options(turn.thread(), turn.context());
+                turn.send(ThreadStreamEvent::StreamOptions { stream_options: options }).await?;
+                for event in opening {
+                    turn.emit(event).await?;
+                }
+                match &phase {
+                    Phase::Respond(input) => responder.respond(&mut turn, input.as_ref()).await?,
+                    Phase::Action(action, sender) => responder.action(&mut turn, action, sender.as_ref()).await?,
+                }
+                turn.sync_thread().await
+            } => outcome,
+            () = watcher.closed() => Err(Error::Cancelled),
+        };
+        drop(watcher);
+        match outcome {
+            Ok(()) => tracing::debug!("turn complete"),
+            Err(Error::Cancelled) => {
+                tracing::info!("client disconnected; keeping the partial answer");
+                if let Err(err) = turn.persist_cancelled().await {
+                    tracing::error!(code = err.code(), error = %err, "failed to persist a cancelled turn");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(code = err.code(), error = %err, "turn failed");
+                let event = error_event(&err);
+                if turn.send(event).await.is_ok()
+                    && let Err(err) = turn.sync_thread().await
+                {
+                    tracing::warn!(code = err.code(), error = %err, "failed to save the thread after an error");
+                }
+            }
+        }
+        drop(lease);
+    }
+}
+
+/// The `error` event for a failed respond phase: errors with a safe message
+/// are shown as is (`custom`); storage and internal failures are worded by the
+/// client (`stream.error`) and may be retried.
+fn error_event(err: &Error) -> ThreadStreamEvent {
+    match (err, err.user_message()) {
+        (Error::Custom { allow_retry, .. }, Some(message)) => {
+            ThreadStreamEvent::custom_error(message, *allow_retry)
+        }
+        (Error::ThreadBusy(_), Some(message)) => ThreadStreamEvent::custom_error(message, true),
+        (_, Some(message)) => ThreadStreamEvent::custom_error(message, false),
+        (_, None) => ThreadStreamEvent::stream_error(true),
+    }
+}
+
+/// Records the user's answers on a structured input, as the Python SDK does:
+/// skipped or empty answers become `skipped`, single-choice answers keep their
+/// first value.
+fn apply_submission(form: &mut StructuredInputItem, submission: &StructuredInputSubmission) {
+    for input in &mut form.inputs {
+        let given = submission.answer(&input.id);
+        let answer = match given {
+            Some(answer)
+                if submission.status != StructuredInputStatus::Skipped
+                    && !answer.skipped
+                    && !answer.values.is_empty() =>
+            {
+                let mut values = answer.values;
+                if let StructuredInputKind::MultipleChoice {
+                    multiple: false, ..
+                } = input.kind
+                {
+                    values.truncate(1);
+                }
+                StructuredInputAnswer {
+                    values,
+                    skipped: false,
+                }
+            }
+            _ => StructuredInputAnswer {
+                values: Vec::new(),
+                skipped: true,
+            },
+        };
+        input.answer = Some(answer);
+    }
+    form.status = submission.status;
+}

@@ -1,0 +1,271 @@
+//! One respond phase: the event sink a [`Responder`](super::Responder) writes
+//! to, which persists items and tracks thread changes as events pass.
+
+use crate::context::RequestContext;
+use crate::error::{Error, Result};
+use crate::protocol::{
+    AssistantMessageContent, IdKind, ItemKind, SdkHiddenContext, Thread, ThreadItem,
+    ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent, Timestamp, new_id,
+};
+use crate::store::SharedStore;
+use tokio::sync::mpsc;
+
+/// The text of the hidden item written when the user stops a response; the
+/// model sees it next turn.
+pub const CANCELLED_MARKER_TEXT: &str =
+    "The user cancelled the stream. Stop responding to the prior request.";
+
+/// The live state of one respond phase.
+///
+/// A responder streams its answer through [`Turn::emit`]. The turn applies
+/// ChatKit's persistence rules to every event before forwarding it:
+/// `thread.item.done` is stored, `replaced` upserted, `removed` deleted; items
+/// only `added` are remembered (with their updates applied) so a cancelled
+/// turn can keep its partial text. Changes a responder makes through
+/// [`Turn::thread_mut`] are saved and announced with `thread.updated` after the
+/// next event (or at the end of the turn).
+pub struct Turn {
+    thread: ThreadMetadata,
+    saved_thread: ThreadMetadata,
+    ctx: RequestContext,
+    store: SharedStore,
+    tx: mpsc::Sender<ThreadStreamEvent>,
+    pending: Vec<ThreadItem>,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("thread_id", &self.thread.id)
+            .field("user_id", &self.ctx.user_id)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Turn {
+    pub(crate) fn new(
+        thread: ThreadMetadata,
+        ctx: RequestContext,
+        store: SharedStore,
+        tx: mpsc::Sender<ThreadStreamEvent>,
+    ) -> Self {
+        Self {
+            saved_thread: thread.clone(),
+            thread,
+            ctx,
+            store,
+            tx,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The thread being answered.
+    pub fn thread(&self) -> &ThreadMetadata {
+        &self.thread
+    }
+
+    /// Mutable access to the thread (title, status, metadata). Changes are
+    /// persisted and streamed as `thread.updated` after the next event.
+    pub fn thread_mut(&mut self) -> &mut ThreadMetadata {
+        &mut self.thread
+    }
+
+    /// The caller's identity.
+    pub fn context(&self) -> &RequestContext {
+        &self.ctx
+    }
+
+    /// The store, for responders that read history.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// A new item of `kind` for this thread, stamped now.
+    pub fn new_item(&self, id_kind: IdKind, kind: ItemKind) -> ThreadItem {
+        ThreadItem {
+            id: new_id(id_kind),
+            thread_id: self.thread.id.clone(),
+            created_at: Timestamp::now(),
+            kind,
+        }
+    }
+
+    /// Processes and forwards one event.
+    ///
+    /// Returns [`Error::Cancelled`] once the client is gone; a responder should
+    /// stop then (the engine runs the cancellation path).
+    pub async fn emit(&mut self, event: ThreadStreamEvent) -> Result<()> {
+        let event = self.apply(event).await?;
+        if let Some(event) = event {
+            self.send(event).await?;
+        }
+        self.sync_thread().await
+    }
+
+    /// Persists what `event` asks for and returns what should go on the wire.
+    async fn apply(&mut self, mut event: ThreadStreamEvent) -> Result<Option<ThreadStreamEvent>> {
+        let thread_id = self.thread.id.clone();
+        match &mut event {
+            ThreadStreamEvent::ItemAdded { item } => {
+                // Items always belong to the thread being answered.
+                item.thread_id.clone_from(&thread_id);
+                self.pending.retain(|pending| pending.id != item.id);
+                self.pending.push(item.clone());
+            }
+            ThreadStreamEvent::ItemDone { item } => {
+                item.thread_id.clone_from(&thread_id);
+                self.store
+                    .add_thread_item(&thread_id, item, &self.ctx)
+                    .await?;
+                self.pending.retain(|pending| pending.id != item.id);
+                if item.is_hidden() {
+                    return Ok(None);
+                }
+            }
+            ThreadStreamEvent::ItemReplaced { item } => {
+                item.thread_id.clone_from(&thread_id);
+                self.store.save_item(&thread_id, item, &self.ctx).await?;
+                self.pending.retain(|pending| pending.id != item.id);
+                if item.is_hidden() {
+                    return Ok(None);
+                }
+            }
+            ThreadStreamEvent::ItemRemoved { item_id } => {
+                self.store
+                    .delete_thread_item(&thread_id, item_id, &self.ctx)
+                    .await?;
+                self.pending.retain(|pending| &pending.id != item_id);
+            }
+            ThreadStreamEvent::ItemUpdated { item_id, update } => {
+                if let Some(pending) = self.pending.iter_mut().find(|p| &p.id == item_id) {
+                    apply_update(pending, update);
+                }
+            }
+            ThreadStreamEvent::ThreadCreated { .. } | ThreadStreamEvent::ThreadUpdated { .. } => {
+                // Thread events are the engine's to send; it derives them
+                // from the thread's state.
+                return Ok(None);
+            }
+            _ => {}
+        }
+        Ok(Some(event))
+    }
+
+    /// Sends an event without processing it.
+    pub(crate) async fn send(&mut self, event: ThreadStreamEvent) -> Result<()> {
+        self.tx.send(event).await.map_err(|_| Error::Cancelled)
+    }
+
+    /// Saves the thread and sends `thread.updated` if it changed since the
+    /// last save.
+    pub(crate) async fn sync_thread(&mut self) -> Result<()> {
+        if self.thread == self.saved_thread {
+            return Ok(());
+        }
+        self.store.save_thread(&self.thread, &self.ctx).await?;
+        self.saved_thread = self.thread.clone();
+        let thread = Thread::from_metadata(&self.thread, Default::default());
+        self.send(ThreadStreamEvent::ThreadUpdated { thread }).await
+    }
+
+    /// The cancellation path: keep the partial assistant text and tell the
+    /// model next turn that the user stopped this one.
+    pub(crate) async fn persist_cancelled(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        for mut item in pending {
+            if let ItemKind::AssistantMessage(message) = &item.kind {
+                if message.text().trim().is_empty() {
+                    continue;
+                }
+                item.created_at = Timestamp::now();
+                self.store
+                    .add_thread_item(&self.thread.id, &item, &self.ctx)
+                    .await?;
+            }
+        }
+        let marker = self.new_item(
+            IdKind::SdkHiddenContext,
+            ItemKind::SdkHiddenContext(SdkHiddenContext {
+                content: CANCELLED_MARKER_TEXT.to_owned(),
+            }),
+        );
+        self.store
+            .add_thread_item(&self.thread.id, &marker, &self.ctx)
+            .await?;
+        if self.thread != self.saved_thread {
+            self.store.save_thread(&self.thread, &self.ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// A watcher that completes when the client is gone.
+    pub(crate) fn disconnect_watcher(&self) -> mpsc::Sender<ThreadStreamEvent> {
+        self.tx.clone()
+    }
+}
+
+/// Applies an update to a pending item the way ChatKit clients do, so the
+/// cancellation path stores what the user saw.
+fn apply_update(item: &mut ThreadItem, update: &ThreadItemUpdate) {
+    match (&mut item.kind, update) {
+        (
+            ItemKind::AssistantMessage(message),
+            ThreadItemUpdate::ContentPartAdded {
+                content_index,
+                content,
+            },
+        )
+        | (
+            ItemKind::AssistantMessage(message),
+            ThreadItemUpdate::ContentPartDone {
+                content_index,
+                content,
+            },
+        ) => {
+            pad_content(&mut message.content, *content_index);
+            message.content[*content_index] = content.clone();
+        }
+        (
+            ItemKind::AssistantMessage(message),
+            ThreadItemUpdate::TextDelta {
+                content_index,
+                delta,
+            },
+        ) => {
+            pad_content(&mut message.content, *content_index);
+            message.content[*content_index].text.push_str(delta);
+        }
+        (
+            ItemKind::AssistantMessage(message),
+            ThreadItemUpdate::AnnotationAdded {
+                content_index,
+                annotation_index,
+                annotation,
+            },
+        ) => {
+            pad_content(&mut message.content, *content_index);
+            let annotations = &mut message.content[*content_index].annotations;
+            let at = (*annotation_index).min(annotations.len());
+            annotations.insert(at, annotation.clone());
+        }
+        (ItemKind::Workflow(workflow), ThreadItemUpdate::WorkflowTaskAdded { task, .. }) => {
+            workflow.workflow.tasks.push(task.clone());
+        }
+        (
+            ItemKind::Workflow(workflow),
+            ThreadItemUpdate::WorkflowTaskUpdated { task_index, task },
+        ) => {
+            if let Some(slot) = workflow.workflow.tasks.get_mut(*task_index) {
+                *slot = task.clone();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pad_content(content: &mut Vec<AssistantMessageContent>, index: usize) {
+    while content.len() <= index {
+        content.push(AssistantMessageContent::text(""));
+    }
+}

@@ -1,0 +1,185 @@
+//! The one error type of the crate, with stable machine-readable codes.
+//!
+//! Every failure a host application can see is an [`Error`]. Its [`Error::code`]
+//! is a stable string that the HTTP layers, the Python exceptions and the JS
+//! error objects all carry unchanged, and [`Error::http_status`] is the status
+//! a server should answer with when the failure happens before a stream began.
+
+use std::fmt;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request body is not a valid ChatKit request (bad JSON, unknown type,
+    /// missing or mistyped field, out-of-range value).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// A thread, item, attachment or task does not exist for this user.
+    /// Another user's row is reported exactly like a missing one.
+    #[error("{kind} not found: {id}")]
+    NotFound {
+        /// What was looked up (`thread`, `item`, `attachment`, `task`, ...).
+        kind: &'static str,
+        /// The id the caller asked for.
+        id: String,
+    },
+
+    /// The caller is not authenticated.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    /// The request exceeds a configured size limit.
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+
+    /// Another turn is already running on this thread.
+    #[error("thread {0} is busy with another response")]
+    ThreadBusy(String),
+
+    /// The request is valid but this engine was not configured to serve it
+    /// (for example `attachments.create` without an attachment store).
+    #[error("not supported: {0}")]
+    NotSupported(String),
+
+    /// A failure meant to be shown to the end user as is (ChatKit's
+    /// `custom` error event).
+    #[error("{message}")]
+    Custom {
+        /// User-facing text.
+        message: String,
+        /// Whether the client should offer a retry button.
+        allow_retry: bool,
+    },
+
+    /// The turn was cancelled (client gone or cancellation requested).
+    #[error("cancelled")]
+    Cancelled,
+
+    /// The model provider failed (HTTP error, broken or garbled stream).
+    #[error("model error: {message}")]
+    Model {
+        /// What happened.
+        message: String,
+        /// Whether trying again may succeed (rate limits, 5xx, dropped
+        /// connections).
+        retryable: bool,
+    },
+
+    /// Something took longer than its configured limit.
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// The agent used up its turn budget without a final answer.
+    #[error("the agent did not finish within {0} turns")]
+    MaxTurnsExceeded(usize),
+
+    /// The database failed or could not be reached.
+    #[error("storage error: {0}")]
+    Storage(String),
+
+    /// Invalid engine configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A bug or an unexpected condition inside the engine.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable code of this error, e.g. `"not_found"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::NotFound { .. } => "not_found",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::ThreadBusy(_) => "thread_busy",
+            Error::NotSupported(_) => "not_supported",
+            Error::Custom { .. } => "custom",
+            Error::Cancelled => "cancelled",
+            Error::Model { .. } => "model_error",
+            Error::Timeout(_) => "timeout",
+            Error::MaxTurnsExceeded(_) => "max_turns_exceeded",
+            Error::Storage(_) => "storage_error",
+            Error::Config(_) => "invalid_config",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status a server should answer with for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidRequest(_) => 400,
+            Error::NotFound { .. } => 404,
+            Error::Unauthorized(_) => 401,
+            Error::PayloadTooLarge(_) => 413,
+            Error::ThreadBusy(_) => 409,
+            Error::NotSupported(_) => 501,
+            Error::Custom { .. } => 400,
+            Error::Cancelled => 499,
+            Error::Model { .. } => 502,
+            Error::Timeout(_) => 504,
+            Error::MaxTurnsExceeded(_) => 500,
+            Error::Storage(_) => 503,
+            Error::Config(_) | Error::Internal(_) => 500,
+        }
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        Error::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidRequest`].
+    pub fn invalid(message: impl fmt::Display) -> Self {
+        Error::InvalidRequest(message.to_string())
+    }
+
+    /// A message that is safe to show to the end user, if this error has one.
+    ///
+    /// Storage and internal failures return `None`: their details stay in the
+    /// server logs.
+    pub fn user_message(&self) -> Option<String> {
+        match self {
+            Error::Storage(_)
+            | Error::Internal(_)
+            | Error::Config(_)
+            | Error::Cancelled
+            | Error::Model { .. }
+            | Error::Timeout(_) => None,
+            Error::Custom { message, .. } => Some(message.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// The JSON error body `{"error":{"code":..,"message":..}}` that HTTP
+    /// layers send for failures outside a stream.
+    pub fn to_json_body(&self) -> Vec<u8> {
+        let message = self
+            .user_message()
+            .unwrap_or_else(|| "the server failed to handle the request".to_owned());
+        let body = serde_json::json!({ "error": { "code": self.code(), "message": message } });
+        body.to_string().into_bytes()
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Storage(err.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::Storage(format!("migration failed: {err}"))
+    }
+}

@@ -1,0 +1,512 @@
+//! The PostgreSQL store: the production backend (Neon compatible).
+//!
+//! Payloads are kept as the exact wire JSON in `TEXT` columns (never `JSONB`,
+//! which reorders keys), timestamps as `TIMESTAMPTZ` (microsecond precision),
+//! and every table has a monotonic `seq` (`BIGSERIAL`) that orders threads and
+//! items. The schema lives in `migrations/postgres` and is applied when the
+//! store opens.
+
+use super::{Store, clamp_limit};
+use crate::context::RequestContext;
+use crate::error::{Error, Result};
+use crate::protocol::{
+    Attachment, FeedbackKind, Order, Page, ThreadItem, ThreadMetadata, Timestamp, json,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The embedded PostgreSQL migrations (`migrations/postgres`).
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Upper bound of pooled connections (Neon's pooler allows many more; a
+/// direct Neon endpoint allows about a hundred per compute).
+const MAX_CONNECTIONS: u32 = 10;
+
+/// A [`Store`] on PostgreSQL: the production backend.
+///
+/// Cloning is cheap and clones share the connection pool.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` / `postgresql://` URL names
+    /// and applies the migrations.
+    ///
+    /// TLS follows the URL's `sslmode` (Neon URLs carry `sslmode=require`).
+    /// Idle connections are recycled before a serverless endpoint would drop
+    /// them, and every connection is checked before it is handed out.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|err| Error::Config(format!("invalid PostgreSQL URL: {err}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(15))
+            .idle_timeout(Some(Duration::from_secs(240)))
+            .max_lifetime(Some(Duration::from_secs(30 * 60)))
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await?;
+        tracing::debug!("connected to PostgreSQL");
+        Self::from_pool(pool).await
+    }
+
+    /// Wraps an existing pool and applies the migrations.
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        MIGRATOR.run(&pool).await?;
+        tracing::debug!("PostgreSQL migrations applied");
+        Ok(Self { pool })
+    }
+
+    /// The underlying connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// `NotFound` unless the caller owns the thread.
+    async fn require_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<()> {
+        let found = sqlx::query("SELECT 1 FROM chat_sessions WHERE user_id = $1 AND id = $2")
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found("thread", thread_id)),
+        }
+    }
+
+    /// Inserts or replaces an item of one of the caller's threads.
+    async fn upsert_item(
+        &self,
+        thread_id: &str,
+        item: &ThreadItem,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        let payload = encode(item)?;
+        // The ownership check and the write are one statement; on conflict
+        // the row (and so its seq, its position) is kept.
+        let done = sqlx::query(
+            "INSERT INTO chat_messages (id, thread_id, user_id, item_type, created_at, payload) \
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE EXISTS (SELECT 1 FROM chat_sessions WHERE user_id = $3 AND id = $2) \
+             ON CONFLICT (user_id, thread_id, id) DO UPDATE SET \
+             item_type = EXCLUDED.item_type, created_at = EXCLUDED.created_at, \
+             payload = EXCLUDED.payload",
+        )
+        .bind(&item.id)
+        .bind(thread_id)
+        .bind(&ctx.user_id)
+        .bind(item.type_name())
+        .bind(item.created_at.as_datetime())
+        .bind(&payload)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("thread", thread_id));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn load_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<ThreadMetadata> {
+        let row = sqlx::query(
+            "SELECT created_at, payload FROM chat_sessions WHERE user_id = $1 AND id = $2",
+        )
+        .bind(&ctx.user_id)
+        .bind(thread_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("thread", thread_id))?;
+        thread_from_row(&row)
+    }
+
+    async fn save_thread(&self, thread: &ThreadMetadata, ctx: &RequestContext) -> Result<()> {
+        let payload = encode(thread)?;
+        let row = sqlx::query(
+            "INSERT INTO chat_sessions (id, user_id, title, created_at, updated_at, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id, id) DO UPDATE SET \
+             title = EXCLUDED.title, updated_at = EXCLUDED.updated_at, \
+             payload = EXCLUDED.payload \
+             RETURNING created_at",
+        )
+        .bind(&thread.id)
+        .bind(&ctx.user_id)
+        .bind(thread.title.as_deref())
+        .bind(thread.created_at.as_datetime())
+        .bind(Utc::now())
+        .bind(&payload)
+        .fetch_one(&self.pool)
+        .await?;
+        // An existing thread keeps its creation time; keep the payload truthful.
+        let created_at = Timestamp::from_utc(row.try_get::<DateTime<Utc>, _>("created_at")?);
+        if created_at != thread.created_at {
+            let mut kept = thread.clone();
+            kept.created_at = created_at;
+            sqlx::query("UPDATE chat_sessions SET payload = $1 WHERE user_id = $2 AND id = $3")
+                .bind(encode(&kept)?)
+                .bind(&ctx.user_id)
+                .bind(&thread.id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn load_threads(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+        order: Order,
+        ctx: &RequestContext,
+    ) -> Result<Page<ThreadMetadata>> {
+        let limit = clamp_limit(limit);
+        let cursor = match after {
+            Some(id) => {
+                let seq: Option<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM chat_sessions WHERE user_id = $1 AND id = $2",
+                )
+                .bind(&ctx.user_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Some(seq.ok_or_else(|| unknown_cursor(id))?)
+            }
+            None => None,
+        };
+        let sql = match order {
+            Order::Asc => {
+                "SELECT created_at, payload FROM chat_sessions WHERE user_id = $1 AND seq > $2 \
+                 ORDER BY seq ASC LIMIT $3"
+            }
+            Order::Desc => {
+                "SELECT created_at, payload FROM chat_sessions WHERE user_id = $1 AND seq < $2 \
+                 ORDER BY seq DESC LIMIT $3"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(&ctx.user_id)
+            .bind(cursor.unwrap_or_else(|| open_cursor(order)))
+            .bind(fetch_size(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let threads = rows
+            .iter()
+            .map(thread_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(finish_page(threads, limit, |thread| &thread.id))
+    }
+
+    async fn delete_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM chat_feedback WHERE user_id = $1 AND thread_id = $2",
+            "DELETE FROM chat_messages WHERE user_id = $1 AND thread_id = $2",
+            "DELETE FROM chat_sessions WHERE user_id = $1 AND id = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(&ctx.user_id)
+                .bind(thread_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_thread_items(
+        &self,
+        thread_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        order: Order,
+        ctx: &RequestContext,
+    ) -> Result<Page<ThreadItem>> {
+        let limit = clamp_limit(limit);
+        self.require_thread(thread_id, ctx).await?;
+        let cursor = match after {
+            Some(id) => {
+                let seq: Option<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM chat_messages \
+                     WHERE user_id = $1 AND thread_id = $2 AND id = $3",
+                )
+                .bind(&ctx.user_id)
+                .bind(thread_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Some(seq.ok_or_else(|| unknown_cursor(id))?)
+            }
+            None => None,
+        };
+        let sql = match order {
+            Order::Asc => {
+                "SELECT payload FROM chat_messages WHERE user_id = $1 AND thread_id = $2 \
+                 AND seq > $3 ORDER BY seq ASC LIMIT $4"
+            }
+            Order::Desc => {
+                "SELECT payload FROM chat_messages WHERE user_id = $1 AND thread_id = $2 \
+                 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+            }
+        };
+        let payloads: Vec<String> = sqlx::query_scalar(sql)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(cursor.unwrap_or_else(|| open_cursor(order)))
+            .bind(fetch_size(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let items = payloads
+            .iter()
+            .map(|payload| decode::<ThreadItem>(payload, "item"))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(finish_page(items, limit, |item| &item.id))
+    }
+
+    async fn add_thread_item(
+        &self,
+        thread_id: &str,
+        item: &ThreadItem,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.upsert_item(thread_id, item, ctx).await
+    }
+
+    async fn save_item(
+        &self,
+        thread_id: &str,
+        item: &ThreadItem,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.upsert_item(thread_id, item, ctx).await
+    }
+
+    async fn load_item(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<ThreadItem> {
+        let payload: String = sqlx::query_scalar(
+            "SELECT payload FROM chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
+        )
+        .bind(&ctx.user_id)
+        .bind(thread_id)
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("item", item_id))?;
+        decode(&payload, "item")
+    }
+
+    async fn delete_thread_item(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
+            "DELETE FROM chat_feedback WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
+        ] {
+            sqlx::query(sql)
+                .bind(&ctx.user_id)
+                .bind(thread_id)
+                .bind(item_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn save_attachment(&self, attachment: &Attachment, ctx: &RequestContext) -> Result<()> {
+        // `metadata` is never serialized, so it gets its own column.
+        let payload = encode(attachment)?;
+        let metadata = attachment.metadata.as_ref().map(encode).transpose()?;
+        sqlx::query(
+            "INSERT INTO chat_attachments (id, user_id, thread_id, payload, metadata, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id, id) DO UPDATE SET \
+             thread_id = EXCLUDED.thread_id, payload = EXCLUDED.payload, \
+             metadata = EXCLUDED.metadata, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&attachment.id)
+        .bind(&ctx.user_id)
+        .bind(attachment.thread_id.as_deref())
+        .bind(&payload)
+        .bind(metadata.as_deref())
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_attachment(
+        &self,
+        attachment_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<Attachment> {
+        let row = sqlx::query(
+            "SELECT payload, metadata FROM chat_attachments WHERE user_id = $1 AND id = $2",
+        )
+        .bind(&ctx.user_id)
+        .bind(attachment_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("attachment", attachment_id))?;
+        let payload: String = row.try_get("payload")?;
+        let metadata: Option<String> = row.try_get("metadata")?;
+        let mut attachment: Attachment = decode(&payload, "attachment")?;
+        attachment.metadata = metadata
+            .map(|text| decode::<Map<String, Value>>(&text, "attachment metadata"))
+            .transpose()?;
+        Ok(attachment)
+    }
+
+    async fn delete_attachment(&self, attachment_id: &str, ctx: &RequestContext) -> Result<()> {
+        sqlx::query("DELETE FROM chat_attachments WHERE user_id = $1 AND id = $2")
+            .bind(&ctx.user_id)
+            .bind(attachment_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn add_feedback(
+        &self,
+        thread_id: &str,
+        item_ids: &[String],
+        kind: FeedbackKind,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        if item_ids.is_empty() {
+            return self.require_thread(thread_id, ctx).await;
+        }
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        for item_id in item_ids {
+            let done = sqlx::query(
+                "INSERT INTO chat_feedback (user_id, thread_id, item_id, kind, created_at) \
+                 SELECT $1, $2, $3, $4, $5 \
+                 WHERE EXISTS (SELECT 1 FROM chat_sessions WHERE user_id = $1 AND id = $2) \
+                 ON CONFLICT (user_id, thread_id, item_id) DO UPDATE SET \
+                 kind = EXCLUDED.kind, created_at = EXCLUDED.created_at",
+            )
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(item_id)
+            .bind(kind.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Err(Error::not_found("thread", thread_id));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_feedback(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<Option<FeedbackKind>> {
+        let kind: Option<String> = sqlx::query_scalar(
+            "SELECT kind FROM chat_feedback \
+             WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
+        )
+        .bind(&ctx.user_id)
+        .bind(thread_id)
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        kind.as_deref().map(feedback_kind).transpose()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A thread from a `(created_at, payload)` row; the column's creation time wins.
+fn thread_from_row(row: &PgRow) -> Result<ThreadMetadata> {
+    let created_at: DateTime<Utc> = row.try_get("created_at")?;
+    let payload: String = row.try_get("payload")?;
+    let mut thread: ThreadMetadata = decode(&payload, "thread")?;
+    thread.created_at = Timestamp::from_utc(created_at);
+    Ok(thread)
+}
+
+/// Serializes a payload exactly as the wire needs it.
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    json::to_string(value)
+        .map_err(|err| Error::Internal(format!("cannot serialize payload: {err}")))
+}
+
+/// Parses a stored payload.
+fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|err| Error::Storage(format!("corrupt stored {what}: {err}")))
+}
+
+fn feedback_kind(text: &str) -> Result<FeedbackKind> {
+    match text {
+        "positive" => Ok(FeedbackKind::Positive),
+        "negative" => Ok(FeedbackKind::Negative),
+        other => Err(Error::Storage(format!(
+            "corrupt stored feedback kind `{other}`"
+        ))),
+    }
+}
+
+fn unknown_cursor(id: &str) -> Error {
+    Error::invalid(format!("unknown cursor `{id}`"))
+}
+
+/// The cursor value that lets every row through in `order`.
+fn open_cursor(order: Order) -> i64 {
+    match order {
+        Order::Asc => i64::MIN,
+        Order::Desc => i64::MAX,
+    }
+}
+
+/// One row more than the page, to learn whether more follow.
+fn fetch_size(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
+}
+
+/// Cuts the extra row off and sets `has_more` / `after`.
+fn finish_page<T>(mut data: Vec<T>, limit: usize, id_of: impl Fn(&T) -> &String) -> Page<T> {
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    let after = if has_more {
+        data.last().map(|last| id_of(last).clone())
+    } else {
+        None
+    };
+    Page {
+        data,
+        has_more,
+        after,
+    }
+}
