@@ -158,10 +158,41 @@ pub type SharedStore = Arc<dyn Store>;
 /// [`PostgresStore`], `sqlite:` for [`SqliteStore`] (a file path such as
 /// `sqlite://chat.db` is created if missing). Migrations are applied.
 pub async fn open(database_url: &str) -> Result<SharedStore> {
+    open_stores(database_url).await.map(|stores| stores.chat)
+}
+
+/// A shared, type-erased task store.
+pub type SharedTaskStore = Arc<dyn TaskStore>;
+
+/// The chat store and the task store of one database.
+#[derive(Clone)]
+pub struct Stores {
+    /// Threads, items, attachments, feedback.
+    pub chat: SharedStore,
+    /// The app's `tasks` table.
+    pub tasks: SharedTaskStore,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+/// Like [`open`], returning the task store of the same database too.
+pub async fn open_stores(database_url: &str) -> Result<Stores> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(database_url).await?))
+        let store = PostgresStore::connect(database_url).await?;
+        Ok(Stores {
+            chat: Arc::new(store.clone()),
+            tasks: Arc::new(store),
+        })
     } else if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(database_url).await?))
+        let store = SqliteStore::connect(database_url).await?;
+        Ok(Stores {
+            chat: Arc::new(store.clone()),
+            tasks: Arc::new(store),
+        })
     } else {
         Err(Error::Config(format!(
             "unsupported database URL scheme in `{}` (use postgres:// or sqlite:)",

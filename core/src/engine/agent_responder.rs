@@ -1,0 +1,497 @@
+//! The agent runtime as a [`Responder`]: thread history in, run events
+//! mapped to ChatKit events out.
+
+use super::{Responder, Turn, history};
+use crate::agents::{Agent, RunEvent, Runner};
+use crate::assistant::TaskAssistant;
+use crate::error::Result;
+use crate::protocol::{
+    AssistantMessage, AssistantMessageContent, IdKind, ItemKind, Order, StatusIndicator, Task,
+    TaskKind, ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, Workflow, WorkflowItem,
+    WorkflowKind, WorkflowSummary,
+};
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Picks the agent that answers a user message.
+pub type AgentRouter = Arc<dyn Fn(&str) -> Arc<Agent> + Send + Sync>;
+
+/// Answers with an agent run.
+///
+/// Each turn loads a bounded number of recent items (never the whole
+/// thread), runs the routed agent, and streams: assistant text as
+/// `content_part.added` / `text_delta` / `content_part.done` / `done` with
+/// ids minted here (unique whatever the provider returns); every tool call
+/// as a task of a `custom` workflow (loading, then complete or failed,
+/// closed with a duration summary); provider reasoning as a `reasoning`
+/// workflow of `thought` tasks; a handoff as a task. A new thread is titled
+/// after its first turn.
+#[derive(Clone)]
+pub struct AgentResponder {
+    runner: Runner,
+    router: AgentRouter,
+    default_agent: String,
+    history_items: usize,
+}
+
+impl std::fmt::Debug for AgentResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentResponder")
+            .field("runner", &self.runner)
+            .field("default_agent", &self.default_agent)
+            .field("history_items", &self.history_items)
+            .finish()
+    }
+}
+
+impl AgentResponder {
+    /// Always starts at `agent`.
+    pub fn new(runner: Runner, agent: Arc<Agent>) -> Self {
+        let default_agent = agent.name().to_owned();
+        Self {
+            runner,
+            router: Arc::new(move |_| Arc::clone(&agent)),
+            default_agent,
+            history_items: 30,
+        }
+    }
+
+    /// The default assistant: Urdu goes straight to the specialist.
+    pub fn task_assistant(runner: Runner, assistant: TaskAssistant) -> Self {
+        let default_agent = assistant.orchestrator.name().to_owned();
+        Self {
+            runner,
+            router: Arc::new(move |text| assistant.route(text)),
+            default_agent,
+            history_items: 30,
+        }
+    }
+
+    /// How many recent thread items the model sees (default 30).
+    pub fn history_items(mut self, items: usize) -> Self {
+        self.history_items = items.max(1);
+        self
+    }
+}
+
+#[async_trait]
+impl Responder for AgentResponder {
+    async fn respond(&self, turn: &mut Turn, input: Option<&ThreadItem>) -> Result<()> {
+        let thread_id = turn.thread().id.clone();
+        let mut recent = turn
+            .store()
+            .load_thread_items(
+                &thread_id,
+                None,
+                self.history_items,
+                Order::Desc,
+                turn.context(),
+            )
+            .await?
+            .data;
+        recent.reverse();
+        let messages = history::to_messages(&recent);
+        let latest_text = input
+            .or_else(|| {
+                recent
+                    .iter()
+                    .rev()
+                    .find(|item| matches!(item.kind, ItemKind::UserMessage(_)))
+            })
+            .and_then(|item| match &item.kind {
+                ItemKind::UserMessage(message) => Some(message.text()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let agent = (self.router)(&latest_text);
+        let mut mapper = Mapper::default();
+        if agent.name() != self.default_agent {
+            // Routed without a model round trip; still show who answers.
+            mapper.handoff(turn, agent.name()).await?;
+        }
+        let mut run = self
+            .runner
+            .run_streamed(agent, messages, turn.context().clone());
+        while let Some(event) = run.next().await {
+            match event {
+                Ok(event) => mapper.apply(turn, event).await?,
+                Err(err) => {
+                    mapper.close_workflows(turn).await?;
+                    return Err(err);
+                }
+            }
+        }
+        mapper.close_workflows(turn).await?;
+        if turn.thread().title.is_none()
+            && let Some(title) = title_for(&recent)
+        {
+            turn.thread_mut().title = Some(title);
+        }
+        Ok(())
+    }
+}
+
+/// A short title from the thread's first user message.
+fn title_for(items: &[ThreadItem]) -> Option<String> {
+    let text = items.iter().find_map(|item| match &item.kind {
+        ItemKind::UserMessage(message) => Some(message.text()),
+        _ => None,
+    })?;
+    let words: Vec<&str> = text.split_whitespace().take(6).collect();
+    if words.is_empty() {
+        return None;
+    }
+    let mut title: String = words.join(" ").chars().take(60).collect();
+    title = title
+        .trim_end_matches(['.', '!', '?', ',', '۔', '؟'])
+        .to_owned();
+    let mut chars = title.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+}
+
+/// A workflow being streamed.
+struct OpenWorkflow {
+    id: String,
+    created_at: Timestamp,
+    kind: WorkflowKind,
+    tasks: Vec<Task>,
+    started: Instant,
+}
+
+impl OpenWorkflow {
+    /// Starts a workflow and announces it with `thread.item.added`.
+    async fn open(turn: &mut Turn, kind: WorkflowKind, tasks: Vec<Task>) -> Result<Self> {
+        let item = turn.new_item(
+            IdKind::Workflow,
+            ItemKind::Workflow(WorkflowItem {
+                workflow: Workflow {
+                    kind,
+                    tasks: tasks.clone(),
+                    summary: None,
+                    expanded: false,
+                },
+            }),
+        );
+        let open = Self {
+            id: item.id.clone(),
+            created_at: item.created_at,
+            kind,
+            tasks,
+            started: Instant::now(),
+        };
+        turn.emit(ThreadStreamEvent::ItemAdded { item }).await?;
+        Ok(open)
+    }
+
+    /// Ends it with a duration summary (`thread.item.done`, persisted).
+    async fn close(self, turn: &mut Turn) -> Result<()> {
+        let seconds = i64::try_from(self.started.elapsed().as_secs()).unwrap_or(i64::MAX);
+        let item = ThreadItem {
+            id: self.id,
+            thread_id: turn.thread().id.clone(),
+            created_at: self.created_at,
+            kind: ItemKind::Workflow(WorkflowItem {
+                workflow: Workflow {
+                    kind: self.kind,
+                    tasks: self.tasks,
+                    summary: Some(WorkflowSummary::Duration { duration: seconds }),
+                    expanded: false,
+                },
+            }),
+        };
+        turn.emit(ThreadStreamEvent::ItemDone { item }).await
+    }
+}
+
+/// The mapping state of one turn.
+#[derive(Default)]
+struct Mapper {
+    message: Option<(ThreadItem, String)>,
+    tools: Option<OpenWorkflow>,
+    /// Task index of each running call id in the tools workflow.
+    calls: Vec<(String, usize)>,
+    reasoning: Option<(OpenWorkflow, String)>,
+}
+
+impl Mapper {
+    async fn apply(&mut self, turn: &mut Turn, event: RunEvent) -> Result<()> {
+        match event {
+            RunEvent::AgentStarted { .. } | RunEvent::Completed { .. } => Ok(()),
+            RunEvent::ReasoningDelta(delta) => self.reasoning_delta(turn, &delta).await,
+            RunEvent::TextDelta(delta) => {
+                self.close_reasoning(turn).await?;
+                self.open_message(turn).await?;
+                if let Some((item, text)) = &mut self.message {
+                    text.push_str(&delta);
+                    let item_id = item.id.clone();
+                    turn.emit(ThreadStreamEvent::ItemUpdated {
+                        item_id,
+                        update: ThreadItemUpdate::TextDelta {
+                            content_index: 0,
+                            delta,
+                        },
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+            RunEvent::ResponseCompleted { text, .. } => {
+                self.close_reasoning(turn).await?;
+                if self.message.is_none() && !text.is_empty() {
+                    self.open_message(turn).await?;
+                }
+                self.finish_message(turn, &text).await
+            }
+            RunEvent::ToolStarted { call } => {
+                let task = Task {
+                    status_indicator: StatusIndicator::Loading,
+                    kind: TaskKind::Custom {
+                        title: Some(tool_title(&call.name)),
+                        icon: Some(tool_icon(&call.name).into()),
+                        content: None,
+                    },
+                };
+                let index = self.add_tool_task(turn, task).await?;
+                self.calls.push((call.id, index));
+                Ok(())
+            }
+            RunEvent::ToolFinished { call, output, .. } => {
+                let Some(index) = self
+                    .calls
+                    .iter()
+                    .find(|(id, _)| *id == call.id)
+                    .map(|(_, i)| *i)
+                else {
+                    return Ok(());
+                };
+                let summary: String = output.content.chars().take(400).collect();
+                let title = tool_title(&call.name);
+                let task = if output.is_error {
+                    Task {
+                        status_indicator: StatusIndicator::None,
+                        kind: TaskKind::Custom {
+                            title: Some(format!("{title} failed")),
+                            icon: Some("bug".into()),
+                            content: Some(summary),
+                        },
+                    }
+                } else {
+                    Task {
+                        status_indicator: StatusIndicator::Complete,
+                        kind: TaskKind::Custom {
+                            title: Some(title),
+                            icon: Some(tool_icon(&call.name).into()),
+                            content: Some(summary),
+                        },
+                    }
+                };
+                self.update_tool_task(turn, index, task).await
+            }
+            RunEvent::Handoff { to, .. } => self.handoff(turn, &to).await,
+        }
+    }
+
+    async fn handoff(&mut self, turn: &mut Turn, to: &str) -> Result<()> {
+        let task = Task {
+            status_indicator: StatusIndicator::Complete,
+            kind: TaskKind::Custom {
+                title: Some(format!("Handed off to {to}")),
+                icon: Some("agent".into()),
+                content: None,
+            },
+        };
+        self.add_tool_task(turn, task).await.map(|_| ())
+    }
+
+    async fn open_message(&mut self, turn: &mut Turn) -> Result<()> {
+        if self.message.is_some() {
+            return Ok(());
+        }
+        // A visible answer closes the tool activity above it.
+        self.close_tools(turn).await?;
+        let item = turn.new_item(
+            IdKind::Message,
+            ItemKind::AssistantMessage(AssistantMessage {
+                content: Vec::new(),
+            }),
+        );
+        turn.emit(ThreadStreamEvent::ItemAdded { item: item.clone() })
+            .await?;
+        turn.emit(ThreadStreamEvent::ItemUpdated {
+            item_id: item.id.clone(),
+            update: ThreadItemUpdate::ContentPartAdded {
+                content_index: 0,
+                content: AssistantMessageContent::text(""),
+            },
+        })
+        .await?;
+        self.message = Some((item, String::new()));
+        Ok(())
+    }
+
+    async fn finish_message(&mut self, turn: &mut Turn, final_text: &str) -> Result<()> {
+        let Some((item, streamed)) = self.message.take() else {
+            return Ok(());
+        };
+        let text = if final_text.is_empty() {
+            streamed
+        } else {
+            final_text.to_owned()
+        };
+        let content = AssistantMessageContent::text(text);
+        turn.emit(ThreadStreamEvent::ItemUpdated {
+            item_id: item.id.clone(),
+            update: ThreadItemUpdate::ContentPartDone {
+                content_index: 0,
+                content: content.clone(),
+            },
+        })
+        .await?;
+        let done = ThreadItem {
+            created_at: Timestamp::now(),
+            kind: ItemKind::AssistantMessage(AssistantMessage {
+                content: vec![content],
+            }),
+            ..item
+        };
+        turn.emit(ThreadStreamEvent::ItemDone { item: done }).await
+    }
+
+    async fn add_tool_task(&mut self, turn: &mut Turn, task: Task) -> Result<usize> {
+        if let Some(open) = &mut self.tools {
+            let index = open.tasks.len();
+            open.tasks.push(task.clone());
+            let item_id = open.id.clone();
+            turn.emit(ThreadStreamEvent::ItemUpdated {
+                item_id,
+                update: ThreadItemUpdate::WorkflowTaskAdded {
+                    task_index: index,
+                    task,
+                },
+            })
+            .await?;
+            return Ok(index);
+        }
+        // Text streamed before the tools belongs above them.
+        if let Some((_, streamed)) = &self.message {
+            let streamed = streamed.clone();
+            self.finish_message(turn, &streamed).await?;
+        }
+        self.tools = Some(OpenWorkflow::open(turn, WorkflowKind::Custom, vec![task]).await?);
+        self.calls.clear();
+        Ok(0)
+    }
+
+    async fn update_tool_task(&mut self, turn: &mut Turn, index: usize, task: Task) -> Result<()> {
+        let Some(open) = &mut self.tools else {
+            return Ok(());
+        };
+        if let Some(slot) = open.tasks.get_mut(index) {
+            *slot = task.clone();
+        }
+        let item_id = open.id.clone();
+        turn.emit(ThreadStreamEvent::ItemUpdated {
+            item_id,
+            update: ThreadItemUpdate::WorkflowTaskUpdated {
+                task_index: index,
+                task,
+            },
+        })
+        .await
+    }
+
+    async fn reasoning_delta(&mut self, turn: &mut Turn, delta: &str) -> Result<()> {
+        if let Some((open, thought)) = &mut self.reasoning {
+            thought.push_str(delta);
+            let task = thought_task(thought);
+            if let Some(slot) = open.tasks.get_mut(0) {
+                *slot = task.clone();
+            }
+            let item_id = open.id.clone();
+            return turn
+                .emit(ThreadStreamEvent::ItemUpdated {
+                    item_id,
+                    update: ThreadItemUpdate::WorkflowTaskUpdated {
+                        task_index: 0,
+                        task,
+                    },
+                })
+                .await;
+        }
+        let mut open = OpenWorkflow::open(turn, WorkflowKind::Reasoning, Vec::new()).await?;
+        let task = thought_task(delta);
+        turn.emit(ThreadStreamEvent::ItemUpdated {
+            item_id: open.id.clone(),
+            update: ThreadItemUpdate::WorkflowTaskAdded {
+                task_index: 0,
+                task: task.clone(),
+            },
+        })
+        .await?;
+        open.tasks.push(task);
+        self.reasoning = Some((open, delta.to_owned()));
+        Ok(())
+    }
+
+    async fn close_reasoning(&mut self, turn: &mut Turn) -> Result<()> {
+        match self.reasoning.take() {
+            Some((open, _)) => open.close(turn).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn close_tools(&mut self, turn: &mut Turn) -> Result<()> {
+        self.calls.clear();
+        match self.tools.take() {
+            Some(open) => open.close(turn).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the turn's open workflows (also after a failure, so the tool
+    /// activity that did happen stays visible).
+    async fn close_workflows(&mut self, turn: &mut Turn) -> Result<()> {
+        self.close_reasoning(turn).await?;
+        self.close_tools(turn).await
+    }
+}
+
+fn thought_task(text: &str) -> Task {
+    Task {
+        status_indicator: StatusIndicator::None,
+        kind: TaskKind::Thought {
+            title: None,
+            content: text.to_owned(),
+        },
+    }
+}
+
+/// What a tool call is called in the UI.
+fn tool_title(name: &str) -> String {
+    match name {
+        "create_task" => "Creating a task".into(),
+        "list_tasks" => "Looking up tasks".into(),
+        "get_task" => "Reading a task".into(),
+        "update_task" => "Updating a task".into(),
+        "delete_task" => "Deleting a task".into(),
+        "toggle_complete" => "Toggling completion".into(),
+        "get_stats" => "Counting tasks".into(),
+        other => format!("Running {other}"),
+    }
+}
+
+fn tool_icon(name: &str) -> &'static str {
+    match name {
+        "create_task" => "plus",
+        "list_tasks" | "get_task" => "search",
+        "update_task" => "write",
+        "delete_task" => "empty-circle",
+        "toggle_complete" => "check-circle",
+        "get_stats" => "chart",
+        _ => "bolt",
+    }
+}

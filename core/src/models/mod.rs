@@ -1,0 +1,207 @@
+//! Talking to LLMs: a provider-neutral [`Model`] trait and its
+//! implementations.
+//!
+//! A model receives a [`ModelRequest`] (Chat Completions messages, tool
+//! specs, settings) and streams [`ModelEvent`]s: text and reasoning deltas as
+//! they arrive, then exactly one [`ModelEvent::Completed`] with the whole
+//! response (text, reasoning, tool calls, usage).
+
+use crate::error::Result;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One message of a Chat Completions conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum ChatMessage {
+    /// Instructions.
+    System {
+        /// The instructions.
+        content: String,
+    },
+    /// What the user said.
+    User {
+        /// The text.
+        content: String,
+    },
+    /// What the assistant said or called.
+    Assistant {
+        /// The text, `None` for a pure tool-call turn.
+        content: Option<String>,
+        /// The tool calls of this turn, in call order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCall>,
+        /// The reasoning text the provider streamed with this turn (echoed
+        /// back to providers whose dialect requires it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reasoning: Option<String>,
+    },
+    /// A tool's output.
+    Tool {
+        /// The call this answers.
+        tool_call_id: String,
+        /// The output text.
+        content: String,
+    },
+}
+
+/// A tool call requested by the model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call id (synthesised when the provider sent none).
+    pub id: String,
+    /// The tool name.
+    pub name: String,
+    /// The arguments as JSON text (`{}` when the provider sent none).
+    pub arguments: String,
+}
+
+/// A tool the model may call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// The tool name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON schema of the arguments object.
+    pub parameters: Value,
+    /// Whether the schema is strict (OpenAI structured outputs).
+    #[serde(default)]
+    pub strict: bool,
+}
+
+/// How the model may use tools.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// No tools.
+    None,
+    /// Some tool must be called.
+    Required,
+    /// This tool must be called.
+    Named(String),
+}
+
+/// Sampling and tool settings of a model call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelSettings {
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Cap on generated tokens.
+    pub max_tokens: Option<u32>,
+    /// Tool choice (omitted when `None`).
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether several tools may be called at once (sent only with tools).
+    pub parallel_tool_calls: Option<bool>,
+}
+
+/// Everything one model call needs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelRequest {
+    /// The conversation, system message first.
+    pub messages: Vec<ChatMessage>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolSpec>,
+    /// Settings.
+    pub settings: ModelSettings,
+}
+
+/// Token counts of one model call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens served from cache.
+    pub cached_tokens: u64,
+    /// Tokens spent reasoning.
+    pub reasoning_tokens: u64,
+    /// Model calls counted.
+    pub requests: u64,
+}
+
+impl Usage {
+    /// Adds another call's usage to this total.
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.requests += other.requests;
+    }
+}
+
+/// Why the model stopped, normalised; unknown provider reasons are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// Natural end.
+    #[default]
+    Stop,
+    /// Token limit.
+    Length,
+    /// The model wants tools.
+    ToolCalls,
+    /// Filtered.
+    ContentFilter,
+    /// Any other reason the provider sent.
+    Other(String),
+}
+
+/// The whole response of one model call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelResponse {
+    /// The visible text.
+    pub text: String,
+    /// The reasoning text, if the provider streamed any.
+    pub reasoning: Option<String>,
+    /// Tool calls in call order. Non-empty means the model wants tools,
+    /// whatever `finish_reason` says.
+    pub tool_calls: Vec<ToolCall>,
+    /// Why it stopped.
+    pub finish_reason: FinishReason,
+    /// Token usage, when the provider reported it.
+    pub usage: Option<Usage>,
+}
+
+/// One event of a streaming model call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelEvent {
+    /// A fragment of visible text.
+    TextDelta(String),
+    /// A fragment of reasoning.
+    ReasoningDelta(String),
+    /// The response is complete (always the last event).
+    Completed(ModelResponse),
+}
+
+/// A stream of model events.
+pub type ModelStream = BoxStream<'static, Result<ModelEvent>>;
+
+/// An LLM that streams responses.
+#[async_trait]
+pub trait Model: Send + Sync + 'static {
+    /// A name for logs and spans (e.g. the model id).
+    fn name(&self) -> &str;
+
+    /// Starts one model call. Errors before the first event are returned
+    /// here; later failures arrive as `Err` items of the stream.
+    async fn stream(&self, request: ModelRequest) -> Result<ModelStream>;
+}
+
+pub mod scripted;
+pub use scripted::ScriptedModel;
+
+mod accumulate;
+pub mod dialect;
+pub mod openai;
+pub use dialect::{AuthHeader, Dialect, ReasoningEcho};
+pub use openai::{OpenAiCompatible, OpenAiCompatibleBuilder, RetryPolicy, Timeouts};

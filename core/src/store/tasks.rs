@@ -1,0 +1,1054 @@
+//! The user's to-do tasks: the `tasks` table of the Todo app, scoped to the
+//! caller.
+//!
+//! [`TaskStore`] is implemented by [`SqliteStore`] and [`PostgresStore`] on
+//! the table the existing app already uses (UUID `id`, `"userId"`,
+//! `"dueDate"`, `"createdAt"`, `"updatedAt"`, `priority`, `category`,
+//! `status`, `completed`). Every query filters by the caller's user id:
+//! another user's task is [`Error::NotFound`], exactly like a missing one,
+//! and is never read or modified.
+//!
+//! Timestamps are stored as UTC in the `TIMESTAMP` (without time zone)
+//! columns: a native `timestamp` on PostgreSQL, fixed-width
+//! `YYYY-MM-DD HH:MM:SS.ffffff` text on SQLite (the form SQLAlchemy writes,
+//! and one that sorts chronologically).
+//!
+//! ```
+//! # async fn demo() -> chatkit_engine::Result<()> {
+//! use chatkit_engine::RequestContext;
+//! use chatkit_engine::store::{NewTask, Priority, SqliteStore, TaskPatch, TaskStore};
+//! let store = SqliteStore::in_memory().await?;
+//! let alice = RequestContext::new("alice");
+//! let task = store.create(&NewTask::new("Buy milk"), &alice).await?;
+//! let patch = TaskPatch { priority: Some(Priority::High), ..TaskPatch::default() };
+//! let task = store.update(&task.id, &patch, &alice).await?;
+//! assert_eq!((task.title.as_str(), task.priority), ("Buy milk", Priority::High));
+//! // Bob cannot see (or change) Alice's task.
+//! let bob = RequestContext::new("bob");
+//! assert_eq!(store.get(&task.id, &bob).await.unwrap_err().code(), "not_found");
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+use super::{PostgresStore, SqliteStore};
+use crate::context::RequestContext;
+use crate::error::{Error, Result};
+use crate::protocol::{Order, Timestamp};
+use async_trait::async_trait;
+use chrono::{NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// The most tasks one [`TaskStore::list`] call returns.
+pub const MAX_TASKS: usize = 200;
+
+/// The longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 255;
+
+/// The longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// The message of an id that is not a UUID.
+pub const INVALID_TASK_ID: &str = "Invalid task ID format";
+
+/// The columns of a task row, in [`TaskRecord`] order.
+const COLUMNS: &str = r#"id, title, description, priority, category, status, completed, "dueDate", "createdAt", "updatedAt", "userId""#;
+
+/// The SQLite text form of a timestamp (fixed width, so it sorts).
+const SQLITE_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
+
+/// How important a task is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Can wait.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// Do it first.
+    High,
+}
+
+impl Priority {
+    /// Every priority, lowest first.
+    pub const ALL: [Priority; 3] = [Priority::Low, Priority::Medium, Priority::High];
+
+    /// `"low"`, `"medium"` or `"high"` (the stored value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+        }
+    }
+}
+
+impl FromStr for Priority {
+    type Err = Error;
+
+    /// Parses `low`/`medium`/`high`, ignoring case and surrounding spaces.
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "low" => Ok(Priority::Low),
+            "medium" => Ok(Priority::Medium),
+            "high" => Ok(Priority::High),
+            _ => Err(Error::invalid("Invalid priority: must be low/medium/high")),
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What area of life a task belongs to (the app's stand-in for tags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Work (the default).
+    #[default]
+    Work,
+    /// Personal matters.
+    Personal,
+    /// Household.
+    Home,
+    /// Anything else.
+    Other,
+}
+
+impl Category {
+    /// Every category.
+    pub const ALL: [Category; 4] = [
+        Category::Work,
+        Category::Personal,
+        Category::Home,
+        Category::Other,
+    ];
+
+    /// `"work"`, `"personal"`, `"home"` or `"other"` (the stored value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Work => "work",
+            Category::Personal => "personal",
+            Category::Home => "home",
+            Category::Other => "other",
+        }
+    }
+}
+
+impl FromStr for Category {
+    type Err = Error;
+
+    /// Parses `work`/`personal`/`home`/`other`, ignoring case and
+    /// surrounding spaces.
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "work" => Ok(Category::Work),
+            "personal" => Ok(Category::Personal),
+            "home" => Ok(Category::Home),
+            "other" => Ok(Category::Other),
+            _ => Err(Error::invalid(
+                "Invalid category: must be work/personal/home/other",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a task is still to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Still to do (the default).
+    #[default]
+    Pending,
+    /// Done.
+    Completed,
+}
+
+impl TaskStatus {
+    /// `"pending"` or `"completed"` (the stored value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Completed => "completed",
+        }
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = Error;
+
+    /// Parses `pending`/`completed`, ignoring case and surrounding spaces.
+    fn from_str(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "pending" => Ok(TaskStatus::Pending),
+            "completed" => Ok(TaskStatus::Completed),
+            _ => Err(Error::invalid("Invalid status: must be pending/completed")),
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One task, as the REST contract shows it.
+///
+/// Serialized with camelCase keys (`id, title, description, priority,
+/// category, status, completed, dueDate, createdAt, updatedAt, userId`);
+/// absent values are `null`, timestamps ISO-8601 UTC with `Z`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    /// The task id: a lowercase, hyphenated UUID.
+    pub id: String,
+    /// The title (1–255 characters).
+    pub title: String,
+    /// Free text (at most 1000 characters).
+    pub description: Option<String>,
+    /// How important it is.
+    pub priority: Priority,
+    /// Its category.
+    pub category: Category,
+    /// Pending or completed (kept in step with `completed`).
+    pub status: TaskStatus,
+    /// Whether it is done.
+    pub completed: bool,
+    /// When it is due, if it has a due date.
+    pub due_date: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+    /// The owner.
+    pub user_id: String,
+}
+
+/// A task to create.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewTask {
+    /// The title: 1–255 characters once surrounding spaces are trimmed.
+    pub title: String,
+    /// Free text, at most 1000 characters; empty means none.
+    pub description: Option<String>,
+    /// Defaults to medium.
+    pub priority: Priority,
+    /// Defaults to work.
+    pub category: Category,
+    /// When it is due.
+    pub due_date: Option<Timestamp>,
+}
+
+impl NewTask {
+    /// A medium-priority work task with no description or due date.
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A partial update: a field that is `None` stays untouched.
+///
+/// `description` and `due_date` are doubly optional: `Some(None)` clears
+/// them (as does an empty description).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskPatch {
+    /// A new title (1–255 characters once trimmed).
+    pub title: Option<String>,
+    /// A new description, or `Some(None)` to clear it.
+    pub description: Option<Option<String>>,
+    /// A new priority.
+    pub priority: Option<Priority>,
+    /// A new category.
+    pub category: Option<Category>,
+    /// A new due date, or `Some(None)` to clear it.
+    pub due_date: Option<Option<Timestamp>>,
+}
+
+impl TaskPatch {
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.description.is_none()
+            && self.priority.is_none()
+            && self.category.is_none()
+            && self.due_date.is_none()
+    }
+}
+
+/// What [`TaskQuery`] sorts by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TaskSortBy {
+    /// Creation time (the default).
+    #[default]
+    CreatedAt,
+    /// Time of the last change.
+    UpdatedAt,
+    /// Due date; tasks without one come last in both directions.
+    DueDate,
+    /// Priority by meaning: `desc` puts high first, `asc` low first.
+    Priority,
+    /// Title, case-insensitively.
+    Title,
+}
+
+impl TaskSortBy {
+    /// The camelCase name (`createdAt`, `updatedAt`, `dueDate`, `priority`,
+    /// `title`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskSortBy::CreatedAt => "createdAt",
+            TaskSortBy::UpdatedAt => "updatedAt",
+            TaskSortBy::DueDate => "dueDate",
+            TaskSortBy::Priority => "priority",
+            TaskSortBy::Title => "title",
+        }
+    }
+}
+
+impl FromStr for TaskSortBy {
+    type Err = Error;
+
+    /// Accepts camelCase (`createdAt`) and snake_case (`created_at`) names,
+    /// in any case.
+    fn from_str(text: &str) -> Result<Self> {
+        let key: String = text
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, '_' | '-' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect();
+        match key.as_str() {
+            "createdat" | "created" => Ok(TaskSortBy::CreatedAt),
+            "updatedat" | "updated" => Ok(TaskSortBy::UpdatedAt),
+            "duedate" | "due" => Ok(TaskSortBy::DueDate),
+            "priority" => Ok(TaskSortBy::Priority),
+            "title" => Ok(TaskSortBy::Title),
+            _ => Err(Error::invalid(
+                "Invalid sort_by: must be createdAt/updatedAt/dueDate/priority/title",
+            )),
+        }
+    }
+}
+
+/// Which of the caller's tasks [`TaskStore::list`] returns, and in which
+/// order.
+///
+/// Filters combine (all must hold). Ties of the sort key are broken by
+/// creation time and then id, in the same direction, so the order is always
+/// deterministic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskQuery {
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks with this priority.
+    pub priority: Option<Priority>,
+    /// Only tasks in this category.
+    pub category: Option<Category>,
+    /// Only tasks whose title or description contains this text,
+    /// case-insensitively and literally (`%`, `_`, quotes and backslashes
+    /// are ordinary characters). Empty means no filter.
+    pub search: Option<String>,
+    /// The sort key (default: creation time).
+    pub sort_by: TaskSortBy,
+    /// The direction (default: descending, newest first).
+    pub sort_order: Order,
+    /// At most this many tasks (clamped to `1..=MAX_TASKS`; `None` means
+    /// [`MAX_TASKS`]).
+    pub limit: Option<usize>,
+}
+
+impl Default for TaskQuery {
+    fn default() -> Self {
+        Self {
+            status: None,
+            priority: None,
+            category: None,
+            search: None,
+            sort_by: TaskSortBy::CreatedAt,
+            sort_order: Order::Desc,
+            limit: None,
+        }
+    }
+}
+
+/// How many tasks the caller has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStats {
+    /// All tasks.
+    pub total: u64,
+    /// Tasks not done yet.
+    pub pending: u64,
+    /// Tasks done.
+    pub completed: u64,
+}
+
+/// Storage of the caller's to-do tasks.
+///
+/// Every method receives the [`RequestContext`] and touches only that user's
+/// rows. An id that is not a UUID is `InvalidRequest("Invalid task ID
+/// format")`; an unknown id, or another user's, is `NotFound`. Validation
+/// failures are `InvalidRequest` with the messages of the tools' contract
+/// ("Title cannot be empty", ...).
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Creates a pending task owned by the caller.
+    async fn create(&self, task: &NewTask, ctx: &RequestContext) -> Result<TaskRecord>;
+
+    /// The caller's tasks matching `query`, sorted, at most [`MAX_TASKS`].
+    async fn list(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<Vec<TaskRecord>>;
+
+    /// One of the caller's tasks.
+    async fn get(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord>;
+
+    /// Applies a partial update and bumps `updatedAt`; fields the patch does
+    /// not name are untouched. An empty patch returns the task unchanged.
+    async fn update(
+        &self,
+        task_id: &str,
+        patch: &TaskPatch,
+        ctx: &RequestContext,
+    ) -> Result<TaskRecord>;
+
+    /// Deletes one of the caller's tasks.
+    async fn delete(&self, task_id: &str, ctx: &RequestContext) -> Result<()>;
+
+    /// Flips `completed` and `status` (pending <-> completed) and bumps
+    /// `updatedAt`.
+    async fn toggle_complete(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord>;
+
+    /// Counts the caller's tasks.
+    async fn stats(&self, ctx: &RequestContext) -> Result<TaskStats>;
+}
+
+/// Parses a task id: any UUID spelling, `InvalidRequest("Invalid task ID
+/// format")` otherwise.
+pub fn parse_task_id(task_id: &str) -> Result<Uuid> {
+    Uuid::parse_str(task_id.trim()).map_err(|_| Error::invalid(INVALID_TASK_ID))
+}
+
+/// Parses a due date: ISO-8601 with `Z` or an offset, a naive date-time
+/// (read as UTC, `T` or space separated, seconds optional), or a plain date
+/// `YYYY-MM-DD` (midnight UTC).
+pub fn parse_due_date(text: &str) -> Result<Timestamp> {
+    let text = text.trim();
+    if let Some(at) = Timestamp::parse(text) {
+        return Ok(at);
+    }
+    let spaced = text.replacen(' ', "T", 1);
+    if let Some(at) = Timestamp::parse(&spaced) {
+        return Ok(at);
+    }
+    if let Ok(naive) = NaiveDateTime::parse_from_str(&spaced, "%Y-%m-%dT%H:%M") {
+        return Ok(Timestamp::from_utc(naive.and_utc()));
+    }
+    if let Some(at) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+    {
+        return Ok(Timestamp::from_utc(at.and_utc()));
+    }
+    Err(Error::invalid(
+        "Invalid due_date: use ISO-8601, e.g. 2026-01-20T17:00:00Z or 2026-01-20",
+    ))
+}
+
+/// A trimmed, length-checked title.
+fn clean_title(title: &str) -> Result<String> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(Error::invalid("Title cannot be empty"));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(Error::invalid(format!(
+            "Title cannot be longer than {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    Ok(title.to_owned())
+}
+
+/// A trimmed, length-checked description; empty becomes `None`.
+fn clean_description(description: Option<&str>) -> Result<Option<String>> {
+    let Some(description) = description.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(Error::invalid(format!(
+            "Description cannot be longer than {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(Some(description.to_owned()))
+}
+
+/// A validated patch, ready to write.
+struct CleanPatch {
+    title: Option<String>,
+    description: Option<Option<String>>,
+    priority: Option<Priority>,
+    category: Option<Category>,
+    due_date: Option<Option<Timestamp>>,
+}
+
+impl CleanPatch {
+    fn new(patch: &TaskPatch) -> Result<Self> {
+        Ok(Self {
+            title: patch.title.as_deref().map(clean_title).transpose()?,
+            description: patch
+                .description
+                .as_ref()
+                .map(|description| clean_description(description.as_deref()))
+                .transpose()?,
+            priority: patch.priority,
+            category: patch.category,
+            due_date: patch.due_date,
+        })
+    }
+}
+
+/// Builds the record of a new task after validating it.
+fn new_record(task: &NewTask, ctx: &RequestContext) -> Result<TaskRecord> {
+    let now = Timestamp::now();
+    Ok(TaskRecord {
+        id: Uuid::new_v4().to_string(),
+        title: clean_title(&task.title)?,
+        description: clean_description(task.description.as_deref())?,
+        priority: task.priority,
+        category: task.category,
+        status: TaskStatus::Pending,
+        completed: false,
+        due_date: task.due_date,
+        created_at: now,
+        updated_at: now,
+        user_id: ctx.user_id.clone(),
+    })
+}
+
+/// Which SQL dialect a statement is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The `ORDER BY ... LIMIT` tail of a list query (no user input inside).
+fn order_clause(sort_by: TaskSortBy, order: Order, dialect: Dialect) -> String {
+    let dir = match order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    let keys = match (sort_by, dialect) {
+        (TaskSortBy::CreatedAt, _) => String::new(),
+        (TaskSortBy::UpdatedAt, _) => format!(r#""updatedAt" {dir}, "#),
+        // Tasks without a due date come last either way.
+        (TaskSortBy::DueDate, _) => format!(r#"("dueDate" IS NULL) ASC, "dueDate" {dir}, "#),
+        (TaskSortBy::Priority, _) => format!(
+            "CASE priority WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 \
+             ELSE 0 END {dir}, "
+        ),
+        // Byte order after lowercasing, identical on both backends whatever
+        // the database collation.
+        (TaskSortBy::Title, Dialect::Postgres) => {
+            format!(r#"lower(title) COLLATE "C" {dir}, title COLLATE "C" {dir}, "#)
+        }
+        (TaskSortBy::Title, Dialect::Sqlite) => format!("lower(title) {dir}, title {dir}, "),
+    };
+    format!(r#" ORDER BY {keys}"createdAt" {dir}, id {dir}"#)
+}
+
+/// The `WHERE` clause of a list query, binding every value.
+fn push_list_filters<'a, DB>(
+    builder: &mut QueryBuilder<'a, DB>,
+    query: &'a TaskQuery,
+    ctx: &'a RequestContext,
+    dialect: Dialect,
+) where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    builder.push(r#" WHERE "userId" = "#);
+    builder.push_bind(ctx.user_id.as_str());
+    if let Some(status) = query.status {
+        builder.push(" AND status = ");
+        builder.push_bind(status.as_str());
+    }
+    if let Some(priority) = query.priority {
+        builder.push(" AND priority = ");
+        builder.push_bind(priority.as_str());
+    }
+    if let Some(category) = query.category {
+        builder.push(" AND category = ");
+        builder.push_bind(category.as_str());
+    }
+    if let Some(search) = query.search.as_deref().filter(|text| !text.is_empty()) {
+        // A plain substring test: no LIKE, so no wildcard can leak in.
+        let find = match dialect {
+            Dialect::Sqlite => "instr",
+            Dialect::Postgres => "strpos",
+        };
+        builder.push(format!(" AND ({find}(lower(title), lower("));
+        builder.push_bind(search);
+        builder.push(format!(
+            ")) > 0 OR {find}(lower(COALESCE(description, '')), lower("
+        ));
+        builder.push_bind(search);
+        builder.push(")) > 0)");
+    }
+    builder.push(order_clause(query.sort_by, query.sort_order, dialect));
+    builder.push(" LIMIT ");
+    let limit = query.limit.unwrap_or(MAX_TASKS).clamp(1, MAX_TASKS);
+    builder.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+}
+
+/// A stored priority; an unknown value (written by another program) reads as
+/// medium rather than failing the whole list.
+fn stored_priority(text: &str) -> Priority {
+    text.parse().unwrap_or_else(|_| {
+        tracing::warn!(priority = text, "unknown task priority in the database");
+        Priority::Medium
+    })
+}
+
+/// A stored category; an unknown value reads as other.
+fn stored_category(text: &str) -> Category {
+    text.parse().unwrap_or_else(|_| {
+        tracing::warn!(category = text, "unknown task category in the database");
+        Category::Other
+    })
+}
+
+/// A stored status; an unknown value follows the `completed` flag.
+fn stored_status(text: &str, completed: bool) -> TaskStatus {
+    text.parse().unwrap_or(if completed {
+        TaskStatus::Completed
+    } else {
+        TaskStatus::Pending
+    })
+}
+
+/// Counts from a `(total, completed)` row.
+fn stats_from(total: i64, completed: i64) -> TaskStats {
+    let total = u64::try_from(total).unwrap_or_default();
+    let completed = u64::try_from(completed).unwrap_or_default();
+    TaskStats {
+        total,
+        pending: total.saturating_sub(completed),
+        completed,
+    }
+}
+
+const STATS_SQL_SQLITE: &str = "SELECT COUNT(*) AS total, \
+     COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS done \
+     FROM tasks WHERE \"userId\" = ?";
+
+const STATS_SQL_POSTGRES: &str = "SELECT COUNT(*) AS total, \
+     COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0)::BIGINT AS done \
+     FROM tasks WHERE \"userId\" = $1";
+
+/// The toggle statement's `SET` list (the right-hand sides see the old row).
+const TOGGLE_SET: &str = "completed = NOT completed, \
+     status = CASE WHEN completed THEN 'pending' ELSE 'completed' END";
+
+// ---------------------------------------------------------------------------
+// SQLite
+
+/// The SQLite text of a timestamp.
+fn sqlite_time(at: Timestamp) -> String {
+    at.as_datetime().format(SQLITE_TIME_FORMAT).to_string()
+}
+
+/// Reads a SQLite timestamp: our fixed-width text, or any ISO-8601 form
+/// another program may have written (naive values are UTC).
+fn sqlite_parse_time(text: &str) -> Result<Timestamp> {
+    parse_due_date(text)
+        .map_err(|_| Error::Storage(format!("invalid timestamp `{text}` in the tasks table")))
+}
+
+fn sqlite_task(row: &SqliteRow) -> Result<TaskRecord> {
+    let completed: bool = row.try_get("completed")?;
+    let due_date: Option<String> = row.try_get("dueDate")?;
+    let priority: String = row.try_get("priority")?;
+    let category: String = row.try_get("category")?;
+    let status: String = row.try_get("status")?;
+    let created_at: String = row.try_get("createdAt")?;
+    let updated_at: String = row.try_get("updatedAt")?;
+    Ok(TaskRecord {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        priority: stored_priority(&priority),
+        category: stored_category(&category),
+        status: stored_status(&status, completed),
+        completed,
+        due_date: due_date.as_deref().map(sqlite_parse_time).transpose()?,
+        created_at: sqlite_parse_time(&created_at)?,
+        updated_at: sqlite_parse_time(&updated_at)?,
+        user_id: row.try_get("userId")?,
+    })
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn create(&self, task: &NewTask, ctx: &RequestContext) -> Result<TaskRecord> {
+        let record = new_record(task, ctx)?;
+        sqlx::query(&format!(
+            "INSERT INTO tasks ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&record.id)
+        .bind(&record.title)
+        .bind(record.description.as_deref())
+        .bind(record.priority.as_str())
+        .bind(record.category.as_str())
+        .bind(record.status.as_str())
+        .bind(record.completed)
+        .bind(record.due_date.map(sqlite_time))
+        .bind(sqlite_time(record.created_at))
+        .bind(sqlite_time(record.updated_at))
+        .bind(&record.user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(record)
+    }
+
+    async fn list(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<Vec<TaskRecord>> {
+        let mut builder = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM tasks"));
+        push_list_filters(&mut builder, query, ctx, Dialect::Sqlite);
+        let rows = builder.build().fetch_all(self.pool()).await?;
+        rows.iter().map(sqlite_task).collect()
+    }
+
+    async fn get(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {
+        let id = parse_task_id(task_id)?.to_string();
+        let row = sqlx::query(&format!(
+            r#"SELECT {COLUMNS} FROM tasks WHERE "userId" = ? AND id = ?"#
+        ))
+        .bind(&ctx.user_id)
+        .bind(&id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| Error::not_found("task", task_id))?;
+        sqlite_task(&row)
+    }
+
+    async fn update(
+        &self,
+        task_id: &str,
+        patch: &TaskPatch,
+        ctx: &RequestContext,
+    ) -> Result<TaskRecord> {
+        let id = parse_task_id(task_id)?.to_string();
+        let patch = CleanPatch::new(patch)?;
+        if patch.title.is_none()
+            && patch.description.is_none()
+            && patch.priority.is_none()
+            && patch.category.is_none()
+            && patch.due_date.is_none()
+        {
+            return self.get(task_id, ctx).await;
+        }
+        let mut builder = QueryBuilder::<Sqlite>::new("UPDATE tasks SET ");
+        let mut set = builder.separated(", ");
+        if let Some(title) = patch.title {
+            set.push("title = ").push_bind_unseparated(title);
+        }
+        if let Some(description) = patch.description {
+            set.push("description = ")
+                .push_bind_unseparated(description);
+        }
+        if let Some(priority) = patch.priority {
+            set.push("priority = ")
+                .push_bind_unseparated(priority.as_str());
+        }
+        if let Some(category) = patch.category {
+            set.push("category = ")
+                .push_bind_unseparated(category.as_str());
+        }
+        if let Some(due_date) = patch.due_date {
+            set.push(r#""dueDate" = "#)
+                .push_bind_unseparated(due_date.map(sqlite_time));
+        }
+        set.push(r#""updatedAt" = "#)
+            .push_bind_unseparated(sqlite_time(Timestamp::now()));
+        builder.push(r#" WHERE "userId" = "#);
+        builder.push_bind(ctx.user_id.as_str());
+        builder.push(" AND id = ");
+        builder.push_bind(id);
+        builder.push(format!(" RETURNING {COLUMNS}"));
+        let row = builder
+            .build()
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| Error::not_found("task", task_id))?;
+        sqlite_task(&row)
+    }
+
+    async fn delete(&self, task_id: &str, ctx: &RequestContext) -> Result<()> {
+        let id = parse_task_id(task_id)?.to_string();
+        let done = sqlx::query(r#"DELETE FROM tasks WHERE "userId" = ? AND id = ?"#)
+            .bind(&ctx.user_id)
+            .bind(&id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("task", task_id));
+        }
+        Ok(())
+    }
+
+    async fn toggle_complete(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {
+        let id = parse_task_id(task_id)?.to_string();
+        let row = sqlx::query(&format!(
+            r#"UPDATE tasks SET {TOGGLE_SET}, "updatedAt" = ? WHERE "userId" = ? AND id = ? RETURNING {COLUMNS}"#
+        ))
+        .bind(sqlite_time(Timestamp::now()))
+        .bind(&ctx.user_id)
+        .bind(&id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| Error::not_found("task", task_id))?;
+        sqlite_task(&row)
+    }
+
+    async fn stats(&self, ctx: &RequestContext) -> Result<TaskStats> {
+        let row = sqlx::query(STATS_SQL_SQLITE)
+            .bind(&ctx.user_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(stats_from(row.try_get("total")?, row.try_get("done")?))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL
+
+/// The naive UTC value of a timestamp, for `TIMESTAMP` columns.
+fn pg_time(at: Timestamp) -> NaiveDateTime {
+    at.as_datetime().naive_utc()
+}
+
+fn pg_task(row: &PgRow) -> Result<TaskRecord> {
+    let completed: bool = row.try_get("completed")?;
+    let id: Uuid = row.try_get("id")?;
+    let due_date: Option<NaiveDateTime> = row.try_get("dueDate")?;
+    let priority: String = row.try_get("priority")?;
+    let category: String = row.try_get("category")?;
+    let status: String = row.try_get("status")?;
+    let created_at: NaiveDateTime = row.try_get("createdAt")?;
+    let updated_at: NaiveDateTime = row.try_get("updatedAt")?;
+    Ok(TaskRecord {
+        id: id.to_string(),
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        priority: stored_priority(&priority),
+        category: stored_category(&category),
+        status: stored_status(&status, completed),
+        completed,
+        due_date: due_date.map(|at| Timestamp::from_utc(at.and_utc())),
+        created_at: Timestamp::from_utc(created_at.and_utc()),
+        updated_at: Timestamp::from_utc(updated_at.and_utc()),
+        user_id: row.try_get("userId")?,
+    })
+}
+
+#[async_trait]
+impl TaskStore for PostgresStore {
+    async fn create(&self, task: &NewTask, ctx: &RequestContext) -> Result<TaskRecord> {
+        let record = new_record(task, ctx)?;
+        let id = parse_task_id(&record.id)?;
+        sqlx::query(&format!(
+            "INSERT INTO tasks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(id)
+        .bind(&record.title)
+        .bind(record.description.as_deref())
+        .bind(record.priority.as_str())
+        .bind(record.category.as_str())
+        .bind(record.status.as_str())
+        .bind(record.completed)
+        .bind(record.due_date.map(pg_time))
+        .bind(pg_time(record.created_at))
+        .bind(pg_time(record.updated_at))
+        .bind(&record.user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(record)
+    }
+
+    async fn list(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<Vec<TaskRecord>> {
+        let mut builder = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tasks"));
+        push_list_filters(&mut builder, query, ctx, Dialect::Postgres);
+        let rows = builder.build().fetch_all(self.pool()).await?;
+        rows.iter().map(pg_task).collect()
+    }
+
+    async fn get(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {
+        let id = parse_task_id(task_id)?;
+        let row = sqlx::query(&format!(
+            r#"SELECT {COLUMNS} FROM tasks WHERE "userId" = $1 AND id = $2"#
+        ))
+        .bind(&ctx.user_id)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| Error::not_found("task", task_id))?;
+        pg_task(&row)
+    }
+
+    async fn update(
+        &self,
+        task_id: &str,
+        patch: &TaskPatch,
+        ctx: &RequestContext,
+    ) -> Result<TaskRecord> {
+        let id = parse_task_id(task_id)?;
+        let patch = CleanPatch::new(patch)?;
+        if patch.title.is_none()
+            && patch.description.is_none()
+            && patch.priority.is_none()
+            && patch.category.is_none()
+            && patch.due_date.is_none()
+        {
+            return self.get(task_id, ctx).await;
+        }
+        let mut builder = QueryBuilder::<Postgres>::new("UPDATE tasks SET ");
+        let mut set = builder.separated(", ");
+        if let Some(title) = patch.title {
+            set.push("title = ").push_bind_unseparated(title);
+        }
+        if let Some(description) = patch.description {
+            set.push("description = ")
+                .push_bind_unseparated(description);
+        }
+        if let Some(priority) = patch.priority {
+            set.push("priority = ")
+                .push_bind_unseparated(priority.as_str());
+        }
+        if let Some(category) = patch.category {
+            set.push("category = ")
+                .push_bind_unseparated(category.as_str());
+        }
+        if let Some(due_date) = patch.due_date {
+            set.push(r#""dueDate" = "#)
+                .push_bind_unseparated(due_date.map(pg_time));
+        }
+        set.push(r#""updatedAt" = "#)
+            .push_bind_unseparated(pg_time(Timestamp::now()));
+        builder.push(r#" WHERE "userId" = "#);
+        builder.push_bind(ctx.user_id.as_str());
+        builder.push(" AND id = ");
+        builder.push_bind(id);
+        builder.push(format!(" RETURNING {COLUMNS}"));
+        let row = builder
+            .build()
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| Error::not_found("task", task_id))?;
+        pg_task(&row)
+    }
+
+    async fn delete(&self, task_id: &str, ctx: &RequestContext) -> Result<()> {
+        let id = parse_task_id(task_id)?;
+        let done = sqlx::query(r#"DELETE FROM tasks WHERE "userId" = $1 AND id = $2"#)
+            .bind(&ctx.user_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("task", task_id));
+        }
+        Ok(())
+    }
+
+    async fn toggle_complete(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {
+        let id = parse_task_id(task_id)?;
+        let row = sqlx::query(&format!(
+            r#"UPDATE tasks SET {TOGGLE_SET}, "updatedAt" = $1 WHERE "userId" = $2 AND id = $3 RETURNING {COLUMNS}"#
+        ))
+        .bind(pg_time(Timestamp::now()))
+        .bind(&ctx.user_id)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| Error::not_found("task", task_id))?;
+        pg_task(&row)
+    }
+
+    async fn stats(&self, ctx: &RequestContext) -> Result<TaskStats> {
+        let row = sqlx::query(STATS_SQL_POSTGRES)
+            .bind(&ctx.user_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(stats_from(row.try_get("total")?, row.try_get("done")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_accept_camel_and_snake_case() {
+        for (text, key) in [
+            ("createdAt", TaskSortBy::CreatedAt),
+            ("created_at", TaskSortBy::CreatedAt),
+            ("updatedAt", TaskSortBy::UpdatedAt),
+            ("updated_at", TaskSortBy::UpdatedAt),
+            ("dueDate", TaskSortBy::DueDate),
+            ("due_date", TaskSortBy::DueDate),
+            ("priority", TaskSortBy::Priority),
+            ("Title", TaskSortBy::Title),
+        ] {
+            assert_eq!(text.parse::<TaskSortBy>().ok(), Some(key), "{text}");
+        }
+        assert!("size".parse::<TaskSortBy>().is_err());
+    }
+
+    #[test]
+    fn due_dates_accept_offsets_and_plain_dates() {
+        let parse = |text: &str| parse_due_date(text).map(|at| at.to_string()).ok();
+        assert_eq!(
+            parse("2026-01-20T17:00:00Z").as_deref(),
+            Some("2026-01-20T17:00:00Z")
+        );
+        assert_eq!(
+            parse("2026-01-20T22:00:00+05:00").as_deref(),
+            Some("2026-01-20T17:00:00Z")
+        );
+        assert_eq!(parse("2026-01-20").as_deref(), Some("2026-01-20T00:00:00Z"));
+        assert_eq!(
+            parse("2026-01-20 17:00").as_deref(),
+            Some("2026-01-20T17:00:00Z")
+        );
+        assert_eq!(
+            parse("2026-01-20 17:00:00.250000").as_deref(),
+            Some("2026-01-20T17:00:00.250000Z")
+        );
+        assert_eq!(parse("tomorrow"), None);
+        assert_eq!(parse("2026-13-40"), None);
+    }
+
+    #[test]
+    fn sqlite_timestamps_are_fixed_width() {
+        let at = Timestamp::parse("2026-01-20T17:00:00Z").unwrap_or_else(Timestamp::now);
+        assert_eq!(sqlite_time(at), "2026-01-20 17:00:00.000000");
+        assert_eq!(sqlite_parse_time(&sqlite_time(at)).ok(), Some(at));
+    }
+}
