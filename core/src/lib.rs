@@ -38,7 +38,10 @@
 //! [`engine`] (dispatch and the turn pipeline), [`store`] (persistence).
 
 // Library code never panics on input; tests may.
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod agents;
 pub mod assistant;

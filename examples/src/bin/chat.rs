@@ -12,7 +12,7 @@
 use chatkit_engine::agents::{RunConfig, Runner};
 use chatkit_engine::assistant::TaskAssistant;
 use chatkit_engine::engine::{AgentResponder, ChatEngine, Response};
-use chatkit_engine::models::{Model, ScriptedModel};
+use chatkit_engine::models::{Dialect, Model, OpenAiCompatible, ScriptedModel};
 use chatkit_engine::protocol::{ItemKind, TaskKind, ThreadItemUpdate, ThreadStreamEvent};
 use chatkit_engine::tools::tasks::task_tools;
 use chatkit_engine::{RequestContext, Result, store};
@@ -32,7 +32,7 @@ async fn run() -> Result<()> {
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://chatkit.db".into());
     let stores = store::open_stores(&database_url).await?;
-    let model = choose_model();
+    let model = choose_model()?;
     let runner = Runner::new(RunConfig::new(model));
     let responder = AgentResponder::task_assistant(
         runner,
@@ -120,9 +120,23 @@ async fn run() -> Result<()> {
     }
 }
 
-fn choose_model() -> Arc<dyn Model> {
-    println!(
-        "Model: offline scripted model (development only; set OPENAI_API_KEY to use a real model)."
-    );
-    Arc::new(ScriptedModel)
+/// A real model when `OPENAI_API_KEY` is set (`OPENAI_BASE_URL` and
+/// `CHAT_MODEL` pick the provider, e.g. Xiaomi MiMo), else the offline one.
+fn choose_model() -> Result<Arc<dyn Model>> {
+    let Ok(api_key) = std::env::var("OPENAI_API_KEY") else {
+        println!(
+            "Model: offline scripted model (development only; set OPENAI_API_KEY to use a real model)."
+        );
+        return Ok(Arc::new(ScriptedModel));
+    };
+    let base_url =
+        std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());
+    let model = std::env::var("CHAT_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
+    println!("Model: {model} at {base_url}");
+    let client = OpenAiCompatible::builder(model)
+        .base_url(base_url.clone())
+        .api_key(api_key)
+        .dialect(Dialect::for_base_url(&base_url))
+        .build()?;
+    Ok(Arc::new(client))
 }
