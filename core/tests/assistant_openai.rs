@@ -236,6 +236,92 @@ async fn mimo_reasoning_becomes_a_reasoning_workflow_and_is_echoed_on_tool_call_
     assert_eq!(assistant["tool_calls"][0]["id"], "call_s");
 }
 
+async fn urdu_reaches_the_specialist_without_an_orchestrator_round_trip(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = OpenAiServer::start([Script::text_stream(&["جی، ", "ضرور۔"])]).await;
+    let (engine, _stores) = engine(&db, &server).await;
+    let events = wire(&call_stream(&engine, "alice", create("میرے ٹاسک دکھائیں")).await);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+    );
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 1, "one model call, made as the specialist");
+    assert!(
+        bodies[0]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Urdu Specialist")
+    );
+}
+
+async fn a_client_that_stops_mid_answer_keeps_the_partial_text(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let slow = Script::chunks(&[
+        chunks::delta(serde_json::json!({"role": "assistant", "content": ""})),
+        chunks::text("Partial "),
+        chunks::text("answer"),
+        chunks::text(" that never ends"),
+    ])
+    .pause_after(6, std::time::Duration::from_secs(30));
+    let server = OpenAiServer::start([slow]).await;
+    let (engine, stores) = engine(&db, &server).await;
+    let chatkit_engine::engine::Response::Stream(mut stream) = engine
+        .process(
+            create("tell me a story").to_string().as_bytes(),
+            RequestContext::new("alice"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("streams")
+    };
+    let mut thread_id = String::new();
+    let mut seen = String::new();
+    while let Some(event) = stream.next_event().await {
+        match event {
+            chatkit_engine::protocol::ThreadStreamEvent::ThreadCreated { thread } => {
+                thread_id = thread.id
+            }
+            chatkit_engine::protocol::ThreadStreamEvent::ItemUpdated {
+                update: chatkit_engine::protocol::ThreadItemUpdate::TextDelta { delta, .. },
+                ..
+            } => {
+                seen.push_str(&delta);
+                if seen == "Partial answer" {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    drop(stream);
+    settle(&engine).await;
+    let stored = stores
+        .chat
+        .load_thread_items(
+            &thread_id,
+            None,
+            20,
+            chatkit_engine::protocol::Order::Asc,
+            &RequestContext::new("alice"),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = stored.data.iter().map(|i| i.type_name()).collect();
+    assert_eq!(
+        kinds,
+        ["user_message", "assistant_message", "sdk_hidden_context"]
+    );
+    match &stored.data[1].kind {
+        chatkit_engine::protocol::ItemKind::AssistantMessage(message) => {
+            assert_eq!(message.text(), "Partial answer")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -251,4 +337,6 @@ on_both_stores!(
     a_tool_call_from_the_provider_creates_the_task_and_the_answer_streams,
     a_provider_failure_mid_stream_ends_with_an_error_and_the_thread_accepts_the_next_message,
     mimo_reasoning_becomes_a_reasoning_workflow_and_is_echoed_on_tool_call_turns,
+    urdu_reaches_the_specialist_without_an_orchestrator_round_trip,
+    a_client_that_stops_mid_answer_keeps_the_partial_text,
 );
