@@ -13,7 +13,7 @@ use chatkit_engine::RequestContext;
 use chatkit_engine::agents::{RunConfig, Runner};
 use chatkit_engine::assistant::TaskAssistant;
 use chatkit_engine::engine::{AgentResponder, ChatEngine};
-use chatkit_engine::models::OpenAiCompatible;
+use chatkit_engine::models::{Dialect, OpenAiCompatible};
 use chatkit_engine::store::{self, TaskQuery};
 use chatkit_engine::tools::tasks::task_tools;
 use db::{Backend, TestDb};
@@ -22,11 +22,17 @@ use serde_json::Value;
 use std::sync::Arc;
 use support::*;
 
-async fn engine(db: &TestDb, server: &OpenAiServer) -> (ChatEngine, store::Stores) {
+/// The default assistant on `db`, talking to `server` with `dialect`.
+async fn engine_with(
+    db: &TestDb,
+    server: &OpenAiServer,
+    dialect: Dialect,
+) -> (ChatEngine, store::Stores) {
     let stores = store::open_stores(&db.url).await.unwrap();
     let model = OpenAiCompatible::builder("test-model")
         .base_url(server.base_url())
         .api_key("sk-test")
+        .dialect(dialect)
         .build()
         .unwrap();
     let runner = Runner::new(RunConfig::new(Arc::new(model)));
@@ -40,6 +46,10 @@ async fn engine(db: &TestDb, server: &OpenAiServer) -> (ChatEngine, store::Store
         .build()
         .unwrap();
     (engine, stores)
+}
+
+async fn engine(db: &TestDb, server: &OpenAiServer) -> (ChatEngine, store::Stores) {
+    engine_with(db, server, Dialect::openai()).await
 }
 
 async fn a_tool_call_from_the_provider_creates_the_task_and_the_answer_streams(backend: Backend) {
@@ -194,23 +204,7 @@ async fn mimo_reasoning_becomes_a_reasoning_workflow_and_is_echoed_on_tool_call_
     ]);
     let server =
         OpenAiServer::start([thinking_then_call, Script::text_stream(&["No tasks yet."])]).await;
-    let stores = store::open_stores(&db.url).await.unwrap();
-    let model = OpenAiCompatible::builder("mimo-v2-flash")
-        .base_url(server.base_url())
-        .api_key("sk-test")
-        .dialect(chatkit_engine::models::Dialect::mimo())
-        .build()
-        .unwrap();
-    let runner = Runner::new(RunConfig::new(Arc::new(model)));
-    let responder = AgentResponder::task_assistant(
-        runner,
-        TaskAssistant::new(task_tools(stores.tasks.clone())),
-    );
-    let engine = ChatEngine::builder()
-        .shared_store(stores.chat.clone())
-        .responder(responder)
-        .build()
-        .unwrap();
+    let (engine, _stores) = engine_with(&db, &server, Dialect::mimo()).await;
 
     let events = wire(&call_stream(&engine, "alice", create("how many tasks do I have?")).await);
     let reasoning = events

@@ -1,6 +1,7 @@
 //! The agent runtime as a [`Responder`]: thread history in, run events
 //! mapped to ChatKit events out.
 
+use super::responder::complete_message;
 use super::{Responder, Turn, history};
 use crate::agents::{Agent, RunEvent, Runner};
 use crate::assistant::TaskAssistant;
@@ -342,23 +343,7 @@ impl Mapper {
         } else {
             final_text.to_owned()
         };
-        let content = AssistantMessageContent::text(text);
-        turn.emit(ThreadStreamEvent::ItemUpdated {
-            item_id: item.id.clone(),
-            update: ThreadItemUpdate::ContentPartDone {
-                content_index: 0,
-                content: content.clone(),
-            },
-        })
-        .await?;
-        let done = ThreadItem {
-            created_at: Timestamp::now(),
-            kind: ItemKind::AssistantMessage(AssistantMessage {
-                content: vec![content],
-            }),
-            ..item
-        };
-        turn.emit(ThreadStreamEvent::ItemDone { item: done }).await
+        complete_message(turn, item, &text).await
     }
 
     async fn add_tool_task(&mut self, turn: &mut Turn, task: Task) -> Result<usize> {

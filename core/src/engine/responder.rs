@@ -134,9 +134,15 @@ pub async fn stream_text(turn: &mut Turn, text: &str) -> Result<()> {
         })
         .await?;
     }
+    complete_message(turn, item, text).await
+}
+
+/// Closes a streamed assistant message: `content_part.done` with the whole
+/// text, then `thread.item.done` (which persists it) stamped now.
+pub(crate) async fn complete_message(turn: &mut Turn, item: ThreadItem, text: &str) -> Result<()> {
     let content = AssistantMessageContent::text(text);
     turn.emit(ThreadStreamEvent::ItemUpdated {
-        item_id: item_id.clone(),
+        item_id: item.id.clone(),
         update: ThreadItemUpdate::ContentPartDone {
             content_index: 0,
             content: content.clone(),
