@@ -1,13 +1,65 @@
 //! Engine configuration shared by Rust hosts and the language bindings.
+//!
+//! One flat, serde-friendly struct: a Rust host fills it in code, the Python
+//! binding from a dict, the Node binding from an object, and every field can
+//! also come from an environment variable ([`EngineConfig::from_env`]).
 
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
 
-/// Tunables of a [`ChatEngine`](crate::engine::ChatEngine).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+/// Everything a [`ChatEngine`](crate::engine::ChatEngine) can be configured
+/// with. Every field has a default; secrets never appear in `Debug` output.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Largest accepted request body, in bytes.
+    /// Where threads and tasks live: `sqlite://file.db` or `postgres://...`
+    /// (env `DATABASE_URL`; default `sqlite://chatkit.db`).
+    pub database_url: String,
+
+    /// API key of an OpenAI-compatible provider (env `OPENAI_API_KEY`).
+    /// Without one the engine uses the offline scripted model.
+    pub openai_api_key: Option<String>,
+    /// The provider's base URL (env `OPENAI_BASE_URL`; default OpenAI's).
+    pub openai_base_url: Option<String>,
+    /// The model name (env `CHAT_MODEL`; default `gpt-4o-mini`).
+    pub chat_model: Option<String>,
+    /// Extra HTTP headers sent to the provider.
+    pub model_headers: BTreeMap<String, String>,
+
+    /// URL of the JWKS to verify Bearer tokens with (env `JWKS_URL`), e.g.
+    /// Better Auth's `https://app.example.com/api/auth/jwks`.
+    pub jwks_url: Option<String>,
+    /// An inline JWKS document (env `JWKS`).
+    pub jwks: Option<String>,
+    /// A shared HS256 secret (env `JWT_SECRET`).
+    pub jwt_secret: Option<String>,
+    /// Required `iss` (env `JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
+    /// Accepted `aud` values (env `JWT_AUDIENCE`, comma-separated).
+    pub jwt_audience: Vec<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds (env `JWT_LEEWAY_SECS`).
+    pub jwt_leeway_secs: u64,
+    /// Minimum seconds between JWKS refetches on an unknown `kid`
+    /// (env `JWKS_REFRESH_SECS`).
+    pub jwks_refresh_secs: u64,
+
+    /// Model calls allowed per turn (env `MAX_TURNS`).
+    pub max_turns: usize,
+    /// Recent thread items the model sees (env `HISTORY_ITEMS`).
+    pub history_items: usize,
+    /// Seconds one tool call may take (env `TOOL_TIMEOUT_SECS`).
+    pub tool_timeout_secs: u64,
+
+    /// Largest accepted request body, in bytes (env `MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Longest text of one user message, in characters.
+    pub max_text_chars: usize,
+    /// Most content parts in one user message.
+    pub max_content_parts: usize,
+    /// Most attachments on one user message.
+    pub max_attachments: usize,
     /// Page size used when a list request gives no `limit` (ChatKit: 20).
     pub default_page_size: usize,
     /// Largest page a list request may ask for; larger limits are clamped.
@@ -21,11 +73,211 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
+            database_url: "sqlite://chatkit.db".to_owned(),
+            openai_api_key: None,
+            openai_base_url: None,
+            chat_model: None,
+            model_headers: BTreeMap::new(),
+            jwks_url: None,
+            jwks: None,
+            jwt_secret: None,
+            jwt_issuer: None,
+            jwt_audience: Vec::new(),
+            jwt_leeway_secs: 30,
+            jwks_refresh_secs: 60,
+            max_turns: 10,
+            history_items: 30,
+            tool_timeout_secs: 30,
             max_body_bytes: 1024 * 1024,
+            max_text_chars: 16_000,
+            max_content_parts: 32,
+            max_attachments: 10,
             default_page_size: 20,
             max_page_size: crate::store::MAX_PAGE_SIZE,
             max_title_chars: 255,
             stream_buffer: 64,
         }
+    }
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
+        f.debug_struct("EngineConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("openai_api_key", &secret(&self.openai_api_key))
+            .field("openai_base_url", &self.openai_base_url)
+            .field("chat_model", &self.chat_model)
+            .field(
+                "model_headers",
+                &self.model_headers.keys().collect::<Vec<_>>(),
+            )
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks", &self.jwks.as_ref().map(|_| "<inline>"))
+            .field("jwt_secret", &secret(&self.jwt_secret))
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("max_turns", &self.max_turns)
+            .field("history_items", &self.history_items)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database URL with any password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl EngineConfig {
+    /// The defaults, overridden by whatever environment variables are set.
+    pub fn from_env() -> Result<Self> {
+        let mut config = Self::default();
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Overrides fields from variables looked up with `var` (the environment
+    /// in [`Self::from_env`]; a map in tests). Empty values are ignored.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(v) = get("DATABASE_URL") {
+            self.database_url = v;
+        }
+        let text = |name: &str, slot: &mut Option<String>| {
+            if let Some(v) = get(name) {
+                *slot = Some(v);
+            }
+        };
+        text("OPENAI_API_KEY", &mut self.openai_api_key);
+        text("OPENAI_BASE_URL", &mut self.openai_base_url);
+        text("CHAT_MODEL", &mut self.chat_model);
+        text("JWKS_URL", &mut self.jwks_url);
+        text("JWKS", &mut self.jwks);
+        text("JWT_SECRET", &mut self.jwt_secret);
+        text("JWT_ISSUER", &mut self.jwt_issuer);
+        if let Some(v) = get("JWT_AUDIENCE") {
+            self.jwt_audience = v
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect();
+        }
+        let number = |name: &str| -> Result<Option<u64>> {
+            get(name)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        Error::Config(format!("{name} must be a whole number, got `{v}`"))
+                    })
+                })
+                .transpose()
+        };
+        if let Some(v) = number("JWT_LEEWAY_SECS")? {
+            self.jwt_leeway_secs = v;
+        }
+        if let Some(v) = number("JWKS_REFRESH_SECS")? {
+            self.jwks_refresh_secs = v;
+        }
+        if let Some(v) = number("MAX_TURNS")? {
+            self.max_turns = v as usize;
+        }
+        if let Some(v) = number("HISTORY_ITEMS")? {
+            self.history_items = v as usize;
+        }
+        if let Some(v) = number("TOOL_TIMEOUT_SECS")? {
+            self.tool_timeout_secs = v;
+        }
+        if let Some(v) = number("MAX_BODY_BYTES")? {
+            self.max_body_bytes = v as usize;
+        }
+        Ok(())
+    }
+
+    /// Checks values that would make the engine misbehave.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("max_turns", self.max_turns),
+            ("history_items", self.history_items),
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_text_chars", self.max_text_chars),
+            ("max_content_parts", self.max_content_parts),
+            ("default_page_size", self.default_page_size),
+            ("max_page_size", self.max_page_size),
+            ("max_title_chars", self.max_title_chars),
+            ("stream_buffer", self.stream_buffer),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
+        if self.tool_timeout_secs == 0 {
+            return Err(Error::Config("tool_timeout_secs must be at least 1".into()));
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(Error::Config(format!(
+                "database_url must start with sqlite:, postgres:// or postgresql:// (got `{}`)",
+                redact_url(&self.database_url)
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults_and_bad_numbers_are_clear_errors() {
+        let mut config = EngineConfig::default();
+        let env = |name: &str| match name {
+            "DATABASE_URL" => Some("postgres://u:pw@db/x".to_owned()),
+            "JWT_AUDIENCE" => Some("a, b".to_owned()),
+            "MAX_TURNS" => Some("4".to_owned()),
+            "CHAT_MODEL" => Some("  ".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.database_url, "postgres://u:pw@db/x");
+        assert_eq!(config.jwt_audience, ["a", "b"]);
+        assert_eq!(config.max_turns, 4);
+        assert_eq!(config.chat_model, None, "blank values are ignored");
+        assert!(!format!("{config:?}").contains("pw"));
+
+        let err = EngineConfig::default()
+            .apply_env(|n| (n == "MAX_TURNS").then(|| "many".to_owned()))
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_config");
+        assert!(err.to_string().contains("MAX_TURNS"));
+    }
+
+    #[test]
+    fn configs_deserialize_from_partial_objects_and_reject_unknown_keys() {
+        let config: EngineConfig =
+            serde_json::from_str(r#"{"database_url":"sqlite::memory:","max_turns":3}"#).unwrap();
+        assert_eq!((config.max_turns, config.history_items), (3, 30));
+        assert!(serde_json::from_str::<EngineConfig>(r#"{"databse_url":"x"}"#).is_err());
+        let bad = EngineConfig {
+            database_url: "mysql://x".into(),
+            ..EngineConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().code(), "invalid_config");
     }
 }

@@ -45,6 +45,7 @@
 
 pub mod agents;
 pub mod assistant;
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod engine;

@@ -79,6 +79,10 @@ impl AgentResponder {
 
 #[async_trait]
 impl Responder for AgentResponder {
+    fn model_name(&self) -> &str {
+        self.runner.config().model.name()
+    }
+
     async fn respond(&self, turn: &mut Turn, input: Option<&ThreadItem>) -> Result<()> {
         let thread_id = turn.thread().id.clone();
         let mut recent = turn

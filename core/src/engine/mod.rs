@@ -30,6 +30,7 @@
 
 mod agent_responder;
 mod attachments;
+mod factory;
 mod handlers;
 pub mod history;
 mod locks;
@@ -41,14 +42,16 @@ mod turn;
 pub use crate::context::RequestContext;
 pub use agent_responder::{AgentResponder, AgentRouter};
 pub use attachments::{AttachmentStore, UploadUrls};
+pub use factory::model_from_config;
 pub use responder::{EchoResponder, Responder, stream_text};
 pub use stream::{EventStream, SseStream};
 pub use turn::{CANCELLED_MARKER_TEXT, Turn};
 
+use crate::auth::JwtVerifier;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::protocol::{Request, ThreadStreamEvent};
-use crate::store::{SharedStore, Store};
+use crate::store::{SharedStore, SharedTaskStore, Store};
 use bytes::Bytes;
 use locks::ThreadLocks;
 use std::sync::Arc;
@@ -80,6 +83,9 @@ pub struct ChatEngine {
 
 struct Inner {
     store: SharedStore,
+    tasks: Option<SharedTaskStore>,
+    verifier: Option<JwtVerifier>,
+    model_name: String,
     responder: Arc<dyn Responder>,
     attachments: Option<Arc<dyn AttachmentStore>>,
     config: EngineConfig,
@@ -99,6 +105,8 @@ impl std::fmt::Debug for ChatEngine {
 #[derive(Default)]
 pub struct ChatEngineBuilder {
     store: Option<SharedStore>,
+    tasks: Option<SharedTaskStore>,
+    verifier: Option<JwtVerifier>,
     responder: Option<Arc<dyn Responder>>,
     attachments: Option<Arc<dyn AttachmentStore>>,
     config: EngineConfig,
@@ -114,6 +122,19 @@ impl ChatEngineBuilder {
     /// An already shared store (required, unless [`Self::store`] is used).
     pub fn shared_store(mut self, store: SharedStore) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// The task store the task tools use, for hosts that also serve task
+    /// REST routes or MCP from the same engine.
+    pub fn task_store(mut self, tasks: SharedTaskStore) -> Self {
+        self.tasks = Some(tasks);
+        self
+    }
+
+    /// Verifies the Bearer tokens given to [`ChatEngine::authenticate`].
+    pub fn verifier(mut self, verifier: JwtVerifier) -> Self {
+        self.verifier = Some(verifier);
         self
     }
 
@@ -150,14 +171,14 @@ impl ChatEngineBuilder {
             .responder
             .ok_or_else(|| Error::Config("ChatEngine needs a responder".into()))?;
         let config = self.config;
-        if config.default_page_size == 0 || config.max_page_size == 0 || config.stream_buffer == 0 {
-            return Err(Error::Config(
-                "page sizes and the stream buffer must be at least 1".into(),
-            ));
-        }
+        config.validate()?;
+        let model_name = responder.model_name().to_owned();
         Ok(ChatEngine {
             inner: Arc::new(Inner {
                 store,
+                tasks: self.tasks,
+                verifier: self.verifier,
+                model_name,
                 responder,
                 attachments: self.attachments,
                 config,
@@ -176,6 +197,46 @@ impl ChatEngine {
     /// The engine's store.
     pub fn store(&self) -> &SharedStore {
         &self.inner.store
+    }
+
+    /// The task store, when the engine was given one.
+    pub fn task_store(&self) -> Option<&SharedTaskStore> {
+        self.inner.tasks.as_ref()
+    }
+
+    /// The name of the model answering (e.g. `scripted-offline`).
+    pub fn model_name(&self) -> &str {
+        &self.inner.model_name
+    }
+
+    /// Whether Bearer tokens can be verified.
+    pub fn has_verifier(&self) -> bool {
+        self.inner.verifier.is_some()
+    }
+
+    /// The caller's identity from an `Authorization` header value
+    /// (`Bearer <JWT>`). Fails with a 401-class error when the header is
+    /// missing or malformed, the token does not verify, or no verification
+    /// is configured.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<RequestContext> {
+        let header = authorization
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::Unauthorized("missing Authorization header".into()))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+            })?;
+        let verifier = self.inner.verifier.as_ref().ok_or_else(|| {
+            Error::Unauthorized(
+                "token verification is not configured (set JWKS_URL, JWKS or JWT_SECRET)".into(),
+            )
+        })?;
+        Ok(verifier.verify(token).await?.into_context())
     }
 
     /// The engine's configuration.

@@ -69,6 +69,11 @@ pub trait Responder: Send + Sync + 'static {
         )))
     }
 
+    /// The model behind this responder, for logs and banners.
+    fn model_name(&self) -> &str {
+        "none"
+    }
+
     /// The options sent at the start of each respond phase.
     fn stream_options(&self, thread: &ThreadMetadata, ctx: &RequestContext) -> StreamOptions {
         let _ = (thread, ctx);

@@ -1,0 +1,74 @@
+//! The default engine, assembled from an [`EngineConfig`].
+
+use super::{AgentResponder, ChatEngine};
+use crate::agents::{RunConfig, Runner};
+use crate::assistant::TaskAssistant;
+use crate::auth::JwtVerifier;
+use crate::config::EngineConfig;
+use crate::error::Result;
+use crate::models::{Dialect, Model, OpenAiCompatible, ScriptedModel};
+use crate::store;
+use crate::tools::tasks::task_tools;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The model the configuration names: an OpenAI-compatible provider when an
+/// API key is set, else the offline [`ScriptedModel`].
+pub fn model_from_config(config: &EngineConfig) -> Result<Arc<dyn Model>> {
+    let Some(api_key) = &config.openai_api_key else {
+        return Ok(Arc::new(ScriptedModel));
+    };
+    let base_url = config
+        .openai_base_url
+        .clone()
+        .unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+    let mut builder = OpenAiCompatible::builder(
+        config
+            .chat_model
+            .clone()
+            .unwrap_or_else(|| "gpt-4o-mini".to_owned()),
+    )
+    .base_url(base_url.clone())
+    .api_key(api_key.clone())
+    .dialect(Dialect::for_base_url(&base_url));
+    for (name, value) in &config.model_headers {
+        builder = builder.header(name.clone(), value.clone());
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+impl ChatEngine {
+    /// The task assistant on the configured database, model and token
+    /// verifier: what the `serve` example and the bindings run.
+    ///
+    /// ```
+    /// # async fn demo() -> chatkit_engine::Result<()> {
+    /// use chatkit_engine::{ChatEngine, EngineConfig};
+    /// let config = EngineConfig { database_url: "sqlite::memory:".into(), ..EngineConfig::default() };
+    /// let engine = ChatEngine::from_config(config).await?;
+    /// assert_eq!(engine.model_name(), "scripted-offline");
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn from_config(config: EngineConfig) -> Result<ChatEngine> {
+        config.validate()?;
+        let stores = store::open_stores(&config.database_url).await?;
+        let model = model_from_config(&config)?;
+        let mut run = RunConfig::new(model);
+        run.max_turns = config.max_turns;
+        run.tool_timeout = Duration::from_secs(config.tool_timeout_secs);
+        let assistant = TaskAssistant::new(task_tools(Arc::clone(&stores.tasks)));
+        let responder = AgentResponder::task_assistant(Runner::new(run), assistant)
+            .history_items(config.history_items);
+        let verifier = JwtVerifier::from_config(&config).await?;
+        let mut builder = ChatEngine::builder()
+            .shared_store(stores.chat)
+            .task_store(stores.tasks)
+            .responder(responder)
+            .config(config);
+        if let Some(verifier) = verifier {
+            builder = builder.verifier(verifier);
+        }
+        builder.build()
+    }
+}
