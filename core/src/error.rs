@@ -33,6 +33,11 @@ pub enum Error {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
 
+    /// A Bearer token was rejected; the [`AuthError`] says why and gives the
+    /// code ([`Error::code`] returns the specific one, e.g. `token_expired`).
+    #[error("unauthorized: {0}")]
+    Auth(AuthError),
+
     /// The request exceeds a configured size limit.
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
@@ -98,6 +103,7 @@ impl Error {
             Error::InvalidRequest(_) => "invalid_request",
             Error::NotFound { .. } => "not_found",
             Error::Unauthorized(_) => "unauthorized",
+            Error::Auth(reason) => reason.code(),
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::ThreadBusy(_) => "thread_busy",
             Error::NotSupported(_) => "not_supported",
@@ -118,6 +124,7 @@ impl Error {
             Error::InvalidRequest(_) => 400,
             Error::NotFound { .. } => 404,
             Error::Unauthorized(_) => 401,
+            Error::Auth(reason) => reason.http_status(),
             Error::PayloadTooLarge(_) => 413,
             Error::ThreadBusy(_) => 409,
             Error::NotSupported(_) => 501,
@@ -157,6 +164,7 @@ impl Error {
             | Error::Model { .. }
             | Error::Timeout(_) => None,
             Error::Custom { message, .. } => Some(message.clone()),
+            Error::Auth(reason) => Some(reason.user_message().to_owned()),
             other => Some(other.to_string()),
         }
     }
@@ -169,6 +177,105 @@ impl Error {
             .unwrap_or_else(|| "the server failed to handle the request".to_owned());
         let body = serde_json::json!({ "error": { "code": self.code(), "message": message } });
         body.to_string().into_bytes()
+    }
+}
+
+/// Why a Bearer token was rejected. Each reason has its own stable
+/// [`code`](AuthError::code); none of them carries token contents or key
+/// material.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Not a compact JWS (`header.payload.signature` in base64url JSON),
+    /// too large, or a registered claim with the wrong type (also a token
+    /// without `exp`). Code `malformed_token`.
+    #[error("the token is malformed")]
+    MalformedToken,
+    /// `alg: none`, an algorithm this verifier does not support, or an
+    /// algorithm other than the one the key is pinned to (HS/RS key
+    /// confusion). Code `algorithm_not_allowed`.
+    #[error("the token's algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    /// The token names a `kid` that no configured or fetched key has.
+    /// Code `unknown_key`.
+    #[error("the token was signed with an unknown key")]
+    UnknownKey,
+    /// The signature does not match (wrong key, tampered header or payload).
+    /// Code `invalid_signature`.
+    #[error("the token signature is invalid")]
+    InvalidSignature,
+    /// `exp` (plus leeway) has passed. Code `token_expired`.
+    #[error("the token has expired")]
+    TokenExpired,
+    /// `nbf` (minus leeway) is still in the future. Code `token_not_yet_valid`.
+    #[error("the token is not valid yet")]
+    TokenNotYetValid,
+    /// `iss` is missing or not the configured issuer. Code `invalid_issuer`.
+    #[error("the token issuer is not accepted")]
+    InvalidIssuer,
+    /// `aud` is missing or names none of the configured audiences.
+    /// Code `invalid_audience`.
+    #[error("the token audience is not accepted")]
+    InvalidAudience,
+    /// `sub` is missing, empty or not a string. Code `missing_subject`.
+    #[error("the token has no subject")]
+    MissingSubject,
+    /// The JWKS could not be fetched and no earlier keys are cached, so the
+    /// token could not be checked at all. Code `jwks_unavailable` (HTTP 503:
+    /// a server-side failure, not a verdict on the token).
+    #[error("the signing keys are unavailable")]
+    JwksUnavailable,
+}
+
+impl AuthError {
+    /// The stable code, e.g. `"token_expired"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthError::MalformedToken => "malformed_token",
+            AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::InvalidSignature => "invalid_signature",
+            AuthError::TokenExpired => "token_expired",
+            AuthError::TokenNotYetValid => "token_not_yet_valid",
+            AuthError::InvalidIssuer => "invalid_issuer",
+            AuthError::InvalidAudience => "invalid_audience",
+            AuthError::MissingSubject => "missing_subject",
+            AuthError::JwksUnavailable => "jwks_unavailable",
+        }
+    }
+
+    /// 401 for every rejected token; 503 for [`AuthError::JwksUnavailable`].
+    pub fn http_status(self) -> u16 {
+        match self {
+            AuthError::JwksUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// A short text that is safe to show to the caller.
+    pub fn user_message(self) -> &'static str {
+        match self {
+            AuthError::MalformedToken => "The access token is malformed.",
+            AuthError::AlgorithmNotAllowed => {
+                "The access token uses an algorithm that is not allowed."
+            }
+            AuthError::UnknownKey => "The access token was signed with an unknown key.",
+            AuthError::InvalidSignature => "The access token signature is invalid.",
+            AuthError::TokenExpired => "The access token has expired.",
+            AuthError::TokenNotYetValid => "The access token is not valid yet.",
+            AuthError::InvalidIssuer => {
+                "The access token was issued by an issuer that is not accepted."
+            }
+            AuthError::InvalidAudience => "The access token is not meant for this service.",
+            AuthError::MissingSubject => "The access token does not name a user.",
+            AuthError::JwksUnavailable => "The signing keys could not be loaded; try again later.",
+        }
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(reason: AuthError) -> Self {
+        Error::Auth(reason)
     }
 }
 
