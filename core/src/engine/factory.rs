@@ -8,6 +8,7 @@ use crate::config::EngineConfig;
 use crate::error::Result;
 use crate::models::{Dialect, Model, OpenAiCompatible, ScriptedModel};
 use crate::store;
+use crate::tools::ToolSet;
 use crate::tools::tasks::task_tools;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,13 +52,26 @@ impl ChatEngine {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
     /// ```
     pub async fn from_config(config: EngineConfig) -> Result<ChatEngine> {
+        Self::from_config_with_tools(config, ToolSet::new()).await
+    }
+
+    /// [`ChatEngine::from_config`] with extra tools given to both agents next
+    /// to the 7 task tools: the seam through which the bindings register
+    /// host-language functions (Python callables, JS async functions) as
+    /// tools. An extra tool with a task tool's name replaces that task tool.
+    pub async fn from_config_with_tools(
+        config: EngineConfig,
+        extra: ToolSet,
+    ) -> Result<ChatEngine> {
         config.validate()?;
         let stores = store::open_stores(&config.database_url).await?;
         let model = model_from_config(&config)?;
         let mut run = RunConfig::new(model);
         run.max_turns = config.max_turns;
         run.tool_timeout = Duration::from_secs(config.tool_timeout_secs);
-        let assistant = TaskAssistant::new(task_tools(Arc::clone(&stores.tasks)));
+        let mut tools = task_tools(Arc::clone(&stores.tasks));
+        tools.extend(&extra);
+        let assistant = TaskAssistant::new(tools);
         let responder = AgentResponder::task_assistant(Runner::new(run), assistant)
             .history_items(config.history_items);
         let verifier = JwtVerifier::from_config(&config).await?;

@@ -1,0 +1,129 @@
+/** The engine: `ChatEngine.create(config)`, `authenticate`, `process`, `handle`. */
+import { createEngine, type NativeEngine, type RequestContext } from "../native/index.js";
+import { type EngineConfig, type SnakeCaseEngineConfig, configJson } from "./config.js";
+import { ChatKitError, native } from "./errors.js";
+import { ChatKitResult } from "./result.js";
+import { type ToolDefinition, toNativeTool } from "./tools.js";
+
+export type { RequestContext };
+
+/** Options of {@link ChatEngine.create}. */
+export interface CreateOptions {
+  /** JS functions the agents may call, next to the 7 task tools. */
+  tools?: ToolDefinition<any>[];
+}
+
+/** Options of {@link ChatEngine.process}. */
+export interface ProcessOptions {
+  /** Aborting it cancels a streamed response (the partial text is kept). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link ChatEngine.handle}. */
+export interface HandleOptions {
+  /**
+   * The caller, for hosts that authenticate requests themselves (e.g. with a
+   * session cookie). Without it the `Authorization: Bearer <JWT>` header is
+   * verified with the configured JWKS or secret.
+   */
+  context?: RequestContext | ((request: Request) => RequestContext | Promise<RequestContext>);
+}
+
+/** A request body: the raw bytes or text of a ChatKit request. */
+export type Body = string | Uint8Array | ArrayBuffer;
+
+/**
+ * The ChatKit backend: the task assistant over the configured database,
+ * model and token verifier. Create one per process and share it.
+ *
+ * ```ts
+ * const engine = await ChatEngine.create({ databaseUrl: "sqlite://chatkit.db", jwtSecret });
+ * export async function POST(request: Request) { return engine.handle(request); }
+ * ```
+ */
+export class ChatEngine {
+  readonly #native: NativeEngine;
+
+  private constructor(nativeEngine: NativeEngine) {
+    this.#native = nativeEngine;
+  }
+
+  /**
+   * Builds an engine: opens (and migrates) the database, picks the model
+   * (the offline scripted model without `openaiApiKey`) and the token
+   * verifier. Rejects with `invalid_config` or `storage_error`.
+   */
+  static async create(
+    config: EngineConfig | SnakeCaseEngineConfig = {},
+    options: CreateOptions = {},
+  ): Promise<ChatEngine> {
+    let tools;
+    try {
+      tools = (options.tools ?? []).map(toNativeTool);
+    } catch (err) {
+      throw new ChatKitError("invalid_config", 500, `invalid configuration: ${(err as Error).message}`);
+    }
+    return new ChatEngine(await native(createEngine(configJson(config), tools)));
+  }
+
+  /** The name of the model answering (`scripted-offline` without an API key). */
+  get modelName(): string {
+    return this.#native.modelName;
+  }
+
+  /** Whether Bearer tokens can be verified (a JWKS URL, JWKS or secret is configured). */
+  get hasVerifier(): boolean {
+    return this.#native.hasVerifier;
+  }
+
+  /** How many turns are running (a cancelled turn runs until its partial text is saved). */
+  get runningTurns(): number {
+    return this.#native.runningTurns;
+  }
+
+  /**
+   * The caller of an `Authorization` header value (`Bearer <JWT>`). Rejects
+   * with a `ChatKitError` of code `unauthorized` (status 401).
+   */
+  async authenticate(authorization?: string | null): Promise<RequestContext> {
+    return native(this.#native.authenticate(authorization ?? undefined));
+  }
+
+  /**
+   * Handles one ChatKit request body for `context`. Rejections (a
+   * `ChatKitError`) happened before any byte was streamed; failures during
+   * a stream are `error` events inside it.
+   */
+  async process(body: Body, context: RequestContext, options: ProcessOptions = {}): Promise<ChatKitResult> {
+    const bytes =
+      typeof body === "string"
+        ? Buffer.from(body, "utf8")
+        : body instanceof ArrayBuffer
+          ? Buffer.from(body)
+          : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    const response = await native(this.#native.process(bytes, context));
+    return new ChatKitResult(response, options.signal);
+  }
+
+  /**
+   * A whole route handler: authenticates the request, processes its body
+   * and answers with JSON, an SSE stream, or the error's JSON body and
+   * status. The request's `signal` cancels the stream.
+   */
+  async handle(request: Request, options: HandleOptions = {}): Promise<Response> {
+    try {
+      const context =
+        typeof options.context === "function"
+          ? await options.context(request)
+          : (options.context ?? (await this.authenticate(request.headers.get("authorization"))));
+      const body = new Uint8Array(await request.arrayBuffer());
+      const result = await this.process(body, context, { signal: request.signal });
+      return result.toResponse();
+    } catch (err) {
+      if (err instanceof ChatKitError) {
+        return err.toResponse();
+      }
+      throw err;
+    }
+  }
+}

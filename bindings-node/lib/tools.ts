@@ -1,0 +1,65 @@
+/**
+ * JS functions as agent tools. A tool's handler gets the model's arguments
+ * and the verified caller; what it returns goes back to the model.
+ */
+import type { NativeTool, ToolCall } from "../native/index.js";
+
+/** Who calls a tool: the verified user (never taken from the model's arguments). */
+export interface ToolContext {
+  /** The verified user id. */
+  userId: string;
+  /** The caller's e-mail, when known. */
+  email?: string;
+  /** The caller's display name, when known. */
+  name?: string;
+  /** The model's call id. */
+  callId: string;
+}
+
+/** A function the agent can call. */
+export interface ToolDefinition<Args = Record<string, unknown>> {
+  /** The name the model uses (a task tool's name replaces that task tool). */
+  name: string;
+  /** What the tool does, for the model. */
+  description?: string;
+  /** JSON schema of the arguments object (default: any object). */
+  parameters?: Record<string, unknown>;
+  /**
+   * Runs the tool. A string result is shown to the model as is; any other
+   * value as JSON (`undefined` as an empty text). A throw or rejection is
+   * reported to the model as a failed call with the error's message.
+   */
+  handler: (args: Args, context: ToolContext) => unknown;
+}
+
+/** The native form of a tool: its handler resolves to a JSON envelope. */
+export function toNativeTool(tool: ToolDefinition<any>): NativeTool {
+  if (typeof tool?.handler !== "function") {
+    throw new TypeError(`tool ${JSON.stringify(tool?.name)} needs a handler function`);
+  }
+  const parameters = tool.parameters ?? { type: "object", properties: {} };
+  return {
+    name: tool.name,
+    description: tool.description ?? "",
+    parameters: JSON.stringify(parameters),
+    handler: async (call: ToolCall): Promise<string> => {
+      try {
+        const args = JSON.parse(call.arguments || "{}");
+        const context: ToolContext = { userId: call.userId, callId: call.callId };
+        if (call.email != null) context.email = call.email;
+        if (call.name != null) context.name = call.name;
+        const result = await tool.handler(args, context);
+        if (typeof result === "string") {
+          return JSON.stringify({ ok: true, text: result });
+        }
+        if (result === undefined) {
+          return JSON.stringify({ ok: true, text: "" });
+        }
+        return JSON.stringify({ ok: true, json: result });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        return JSON.stringify({ ok: false, error: message });
+      }
+    },
+  };
+}

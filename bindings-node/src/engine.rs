@@ -1,0 +1,92 @@
+//! The engine class.
+
+use crate::response::NativeResponse;
+use crate::tools::{JsTool, NativeTool};
+use crate::{RequestContext, to_js_error};
+use chatkit_engine::tools::ToolSet;
+use chatkit_engine::{ChatEngine, EngineConfig, Error};
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+/// One `chatkit_engine::ChatEngine` (the task assistant on the configured
+/// store, model and token verifier). Create it with [`create_engine`].
+#[napi]
+pub struct NativeEngine {
+    inner: ChatEngine,
+}
+
+/// Builds an engine from `configJson` (a JSON object with the core's
+/// snake_case `EngineConfig` fields; unknown keys are an `invalid_config`
+/// error) and extra JS `tools` given to both agents.
+#[napi]
+pub async fn create_engine(
+    config_json: String,
+    tools: Vec<NativeTool>,
+) -> napi::Result<NativeEngine> {
+    let config: EngineConfig = serde_json::from_str(&config_json)
+        .map_err(|err| to_js_error(Error::Config(err.to_string())))?;
+    let mut extra = ToolSet::new();
+    for tool in tools {
+        extra.push(std::sync::Arc::new(JsTool::new(tool).map_err(to_js_error)?));
+    }
+    let inner = ChatEngine::from_config_with_tools(config, extra)
+        .await
+        .map_err(to_js_error)?;
+    Ok(NativeEngine { inner })
+}
+
+#[napi]
+impl NativeEngine {
+    /// The name of the model answering (`scripted-offline` without an API
+    /// key).
+    #[napi(getter)]
+    pub fn model_name(&self) -> String {
+        self.inner.model_name().to_owned()
+    }
+
+    /// Whether Bearer tokens can be verified (a JWKS or secret is set).
+    #[napi(getter)]
+    pub fn has_verifier(&self) -> bool {
+        self.inner.has_verifier()
+    }
+
+    /// How many turns are running right now (a cancelled turn runs until
+    /// its partial text is saved).
+    #[napi(getter)]
+    pub fn running_turns(&self) -> u32 {
+        u32::try_from(self.inner.running_turns()).unwrap_or(u32::MAX)
+    }
+
+    /// The caller of an `Authorization` header value (`Bearer <JWT>`);
+    /// rejects with `unauthorized` when it is missing or does not verify.
+    #[napi]
+    pub async fn authenticate(
+        &self,
+        authorization: Option<String>,
+    ) -> napi::Result<RequestContext> {
+        let engine = self.inner.clone();
+        engine
+            .authenticate(authorization.as_deref())
+            .await
+            .map(RequestContext::from)
+            .map_err(to_js_error)
+    }
+
+    /// Handles one ChatKit request body for `context`. Rejections happened
+    /// before any byte was streamed (map them to HTTP with the error's
+    /// status); later failures are `error` events inside the stream.
+    #[napi]
+    pub async fn process(
+        &self,
+        body: Buffer,
+        context: RequestContext,
+    ) -> napi::Result<NativeResponse> {
+        let engine = self.inner.clone();
+        let body = body.to_vec();
+        let response = engine
+            .process(&body, context.into())
+            .await
+            .map_err(to_js_error)?;
+        Ok(NativeResponse::new(response))
+    }
+}

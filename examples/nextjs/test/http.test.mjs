@@ -1,0 +1,137 @@
+// Drives the built app (`next build` first) over HTTP: `next start` serves
+// /api/chatkit, which embeds chatkit-engine; a whole turn goes through it.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHmac, randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const appDir = fileURLToPath(new URL("..", import.meta.url));
+const secret = "nextjs-example-test-secret-0123456789";
+let server;
+let baseUrl;
+let output = "";
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+function token(sub) {
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, iat: now, exp: now + 600 })}`;
+  return `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
+}
+
+function chatkit(body, sub) {
+  const headers = { "content-type": "application/json" };
+  if (sub) headers.authorization = `Bearer ${token(sub)}`;
+  return fetch(`${baseUrl}/api/chatkit`, { method: "POST", headers, body: JSON.stringify(body) });
+}
+
+const input = (text) => ({ content: [{ type: "input_text", text }], attachments: [], inference_options: {} });
+const events = (text) =>
+  text
+    .split("\n\n")
+    .filter((f) => f.startsWith("data: "))
+    .map((f) => JSON.parse(f.slice(6)));
+const answers = (evs) =>
+  evs
+    .filter((e) => e.type === "thread.item.done" && e.item.type === "assistant_message")
+    .map((e) => e.item.content.map((p) => p.text).join(""));
+
+before(async () => {
+  assert.ok(existsSync(join(appDir, ".next", "BUILD_ID")), "run `next build` first");
+  const port = await freePort();
+  baseUrl = `http://127.0.0.1:${port}`;
+  const dir = mkdtempSync(join(tmpdir(), "chatkit-nextjs-"));
+  server = spawn(
+    process.execPath,
+    [join(appDir, "node_modules", "next", "dist", "bin", "next"), "start", "-p", String(port), "-H", "127.0.0.1"],
+    {
+      cwd: appDir,
+      env: {
+        ...process.env,
+        NEXT_TELEMETRY_DISABLED: "1",
+        DATABASE_URL: `sqlite://${join(dir, "chatkit.db")}`,
+        JWT_SECRET: secret,
+        OPENAI_API_KEY: "",
+        JWKS_URL: "",
+        CHATKIT_DEMO_USER: "",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  server.stdout.on("data", (d) => (output += d));
+  server.stderr.on("data", (d) => (output += d));
+  for (let i = 0; i < 300; i++) {
+    if (server.exitCode !== null) break;
+    try {
+      await fetch(baseUrl);
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  assert.fail(`next start did not come up:\n${output}`);
+});
+
+after(() => {
+  server?.kill("SIGTERM");
+});
+
+test("a whole turn over HTTP, then the thread is listed and its items stored", async () => {
+  const user = `next-${randomUUID()}`;
+  const first = await chatkit({ type: "threads.create", params: { input: input("add a task to buy milk") } }, user);
+  assert.equal(first.status, 200, output);
+  assert.match(first.headers.get("content-type"), /^text\/event-stream/);
+  const created = events(await first.text());
+  assert.equal(created[0].type, "thread.created");
+  const threadId = created[0].thread.id;
+  assert.deepEqual(answers(created), ['Added "buy milk" to your tasks (medium priority).']);
+
+  const second = await chatkit(
+    { type: "threads.add_user_message", params: { thread_id: threadId, input: input("show my tasks") } },
+    user,
+  );
+  assert.equal(second.status, 200);
+  assert.match(answers(events(await second.text()))[0], /buy milk — pending/);
+
+  const list = await chatkit({ type: "threads.list", params: {} }, user);
+  assert.equal(list.status, 200);
+  assert.match(list.headers.get("content-type"), /^application\/json/);
+  assert.deepEqual(
+    (await list.json()).data.map((t) => t.id),
+    [threadId],
+  );
+
+  const stored = await chatkit({ type: "items.list", params: { thread_id: threadId, order: "asc" } }, user);
+  const kinds = (await stored.json()).data.map((item) => item.type);
+  assert.equal(kinds.filter((k) => k === "assistant_message").length, 2);
+
+  // Another user sees nothing of it.
+  const foreign = await chatkit({ type: "items.list", params: { thread_id: threadId } }, `next-${randomUUID()}`);
+  assert.equal(foreign.status, 404);
+  assert.equal((await foreign.json()).error.code, "not_found");
+});
+
+test("errors are JSON with their status", async () => {
+  const anonymous = await chatkit({ type: "threads.list", params: {} });
+  assert.equal(anonymous.status, 401);
+  assert.equal((await anonymous.json()).error.code, "unauthorized");
+
+  const invalid = await chatkit({ type: "threads.nope", params: {} }, "someone");
+  assert.equal(invalid.status, 400);
+  assert.equal((await invalid.json()).error.code, "invalid_request");
+});

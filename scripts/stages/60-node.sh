@@ -1,0 +1,59 @@
+# Stage: the Node binding and the Next.js example (sourced by scripts/test).
+#
+# 1. bindings-node: `npm ci` when node_modules is missing or older than the
+#    lock file; build the addon (`napi build --platform`, debug, stripped)
+#    into native/ and fail if the generated native/index.{js,d.ts} differ
+#    from the committed ones; compile the TypeScript layer (tsc -> dist/);
+#    run the node:test suites in __test__/ (SQLite and PostgreSQL at
+#    DATABASE_URL, cancellation, JS tools, error codes).
+# 2. examples/nextjs: `npm ci` (it copies the built binding into
+#    node_modules: .npmrc has install-links=true) when node_modules is
+#    missing, older than the lock file, or holds another build of the addon;
+#    `next build` (offline, telemetry off); node:test runs `next start` and
+#    drives /api/chatkit over HTTP through whole turns.
+#
+# Environment from scripts/test: ROOT, CARGO_TARGET_DIR, CARGO_LOCKED (array),
+# DATABASE_URL.
+
+command -v node >/dev/null || { echo "node not found: install Node.js 20+" >&2; exit 1; }
+command -v npm >/dev/null || { echo "npm not found" >&2; exit 1; }
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if (( node_major < 20 )); then
+  echo "Node.js 20+ is required (found $(node --version))" >&2
+  exit 1
+fi
+export NEXT_TELEMETRY_DISABLED=1
+npm_ci() { npm ci --no-audit --no-fund --loglevel=error; }
+
+# ---- bindings-node -----------------------------------------------------------
+cd "$ROOT/bindings-node"
+# npm ci writes node_modules/.package-lock.json; it is newer than the lock
+# file unless the lock file changed since the last install.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "installing bindings-node (npm ci)"
+  npm_ci
+fi
+
+npx napi build --platform --no-const-enum --strip --output-dir native \
+  -- ${CARGO_LOCKED[@]+"${CARGO_LOCKED[@]}"}
+if git -C "$ROOT" ls-files --error-unmatch bindings-node/native/index.d.ts >/dev/null 2>&1 &&
+   ! git -C "$ROOT" diff --quiet -- bindings-node/native/index.d.ts bindings-node/native/index.js; then
+  git -C "$ROOT" diff --stat -- bindings-node/native/
+  echo "bindings-node/native/index.{js,d.ts} changed: commit the regenerated files" >&2
+  exit 1
+fi
+npx tsc -p tsconfig.json
+node --test --test-concurrency=1 __test__/
+
+# ---- examples/nextjs ---------------------------------------------------------
+cd "$ROOT/examples/nextjs"
+addon="$(ls "$ROOT"/bindings-node/native/*.node)"
+installed="node_modules/chatkit-engine/native/$(basename "$addon")"
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]] ||
+   ! cmp -s "$addon" "$installed" ||
+   ! diff -rq "$ROOT/bindings-node/dist" node_modules/chatkit-engine/dist >/dev/null; then
+  echo "installing examples/nextjs (npm ci, with the binding just built)"
+  npm_ci
+fi
+npx next build
+node --test test/
