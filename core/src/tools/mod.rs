@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
 
+pub mod mcp;
 pub mod tasks;
 
 pub use tasks::task_tools;

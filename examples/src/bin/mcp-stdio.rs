@@ -1,0 +1,76 @@
+//! The task tools as an MCP server on stdin/stdout, for MCP desktop clients
+//! (Claude Desktop, Cursor, ...) and inspectors.
+//!
+//! ```text
+//! JWT_SECRET=... DATABASE_URL=sqlite://chatkit.db \
+//!     cargo run -p chatkit-engine-examples --bin mcp-stdio -- --token <JWT>
+//! ```
+//!
+//! The user is the subject of `--token` (or `CHATKIT_MCP_TOKEN`), verified
+//! once at start-up by the same verifier as the HTTP endpoints (`JWKS_URL`,
+//! `JWKS` or `JWT_SECRET`, see `EngineConfig`). For local development only,
+//! `--user <id>` runs as that user without any token; it must be asked for
+//! explicitly. Logs go to stderr (stdout carries the protocol; set
+//! `RUST_LOG` for more).
+
+use chatkit_engine::tools::mcp::{McpServer, serve_stdio};
+use chatkit_engine::tools::task_tools;
+use chatkit_engine::{ChatEngine, EngineConfig, Error, RequestContext, Result};
+use clap::Parser;
+use std::sync::Arc;
+
+/// MCP stdio server for the chatkit-engine task tools.
+#[derive(Parser, Debug)]
+#[command(name = "mcp-stdio", version)]
+struct Args {
+    /// The user's JWT (Better Auth or any token the configured verifier
+    /// accepts). Prefer the CHATKIT_MCP_TOKEN variable over the command line.
+    #[arg(long, env = "CHATKIT_MCP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// DEVELOPMENT ONLY: act as this user id without a token.
+    #[arg(long, conflicts_with = "token")]
+    user: Option<String>,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    if let Err(err) = run(Args::parse()).await {
+        eprintln!("mcp-stdio: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let engine = ChatEngine::from_config(EngineConfig::from_env()?).await?;
+    let user = match (args.token, args.user) {
+        (Some(token), _) => {
+            engine
+                .authenticate(Some(&format!("Bearer {token}")))
+                .await?
+        }
+        (None, Some(user)) => {
+            eprintln!("mcp-stdio: development mode, acting as user `{user}` without a token");
+            RequestContext::new(user)
+        }
+        (None, None) => {
+            return Err(Error::Unauthorized(
+                "pass --token <JWT> (or set CHATKIT_MCP_TOKEN); --user <id> is for development only"
+                    .into(),
+            ));
+        }
+    };
+    let tasks = engine
+        .task_store()
+        .ok_or_else(|| Error::Config("the engine has no task store".into()))?;
+    tracing::info!(user_id = %user.user_id, "serving the task tools over MCP stdio");
+    serve_stdio(McpServer::new(task_tools(Arc::clone(tasks)), user)).await
+}
