@@ -1,0 +1,786 @@
+//! HTTP-level tests of `serve`: the router runs in-process on 127.0.0.1:0
+//! and is called over real TCP with reqwest.
+
+use axum::Json;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use chatkit_engine_examples::serve::session::http_client;
+use chatkit_engine_examples::serve::{Args, IdentityMode, ServeConfig, Server};
+use clap::Parser;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+struct TestServer {
+    base: String,
+    http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), String>>,
+}
+
+fn config(extra: &[&str]) -> Result<ServeConfig, String> {
+    let mut argv = vec![
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--database-url",
+        "sqlite::memory:",
+    ];
+    argv.extend_from_slice(extra);
+    let mut args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+    // clap also reads the environment: keep the tests independent of it.
+    let given = |flag: &str| extra.contains(&flag);
+    if !given("--openai-api-key") {
+        args.openai_api_key = None;
+    }
+    if !given("--chatkit-workflow-id") {
+        args.chatkit_workflow_id = None;
+    }
+    if !given("--jwt-secret") {
+        args.jwt_secret = None;
+    }
+    args.openai_base_url = None;
+    args.chat_model = None;
+    args.jwks_url = None;
+    args.jwt_issuer = None;
+    args.jwt_audience.clear();
+    if !given("--cors-origin") {
+        args.cors_origins.clear();
+    }
+    if !given("--dev-stream-delay-ms") {
+        args.dev_stream_delay_ms = 0;
+    }
+    if !given("--max-body-bytes") {
+        args.max_body_bytes = 1024 * 1024;
+    }
+    if !given("--shutdown-grace-secs") {
+        args.shutdown_grace_secs = 30;
+    }
+    if !given("--chatkit-api-base") {
+        args.chatkit_api_base = "https://api.openai.com/v1".into();
+    }
+    ServeConfig::from_args(args, |_| None)
+}
+
+async fn start(extra: &[&str]) -> TestServer {
+    let server = Server::bind(config(extra).expect("valid config"))
+        .await
+        .expect("server binds");
+    let base = format!("http://{}", server.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestServer {
+        base,
+        http: http_client().expect("client"),
+        shutdown: Some(tx),
+        handle,
+    }
+}
+
+impl TestServer {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn dev_token(&self, user: &str) -> String {
+        let res = self
+            .http
+            .post(self.url("/api/dev/token"))
+            .header("content-type", "application/json")
+            .body(json!({ "user": user }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["user_id"], user);
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn chatkit(&self, token: Option<&str>, body: impl Into<String>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/chatkit"))
+            .header("content-type", "application/json")
+            .body(body.into());
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn stop(mut self) -> Result<(), String> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+    }
+}
+
+fn create_body(text: &str) -> String {
+    json!({"type":"threads.create","params":{"input":{
+        "content":[{"type":"input_text","text":text}],
+        "attachments":[],"inference_options":{}}}})
+    .to_string()
+}
+
+fn header<'a>(res: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    res.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The JSON events of an SSE body, checking the framing of each.
+fn sse_events(body: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(body).unwrap();
+    assert!(text.ends_with("\n\n"), "body ends with a blank line");
+    text.split_terminator("\n\n")
+        .map(|frame| {
+            let json = frame
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("frame starts with `data: `: {frame:?}"));
+            assert!(!json.contains('\n'), "one line per event");
+            serde_json::from_str(json).unwrap()
+        })
+        .collect()
+}
+
+async fn error_body(res: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status(), status);
+    assert_eq!(header(&res, "content-type"), Some("application/json"));
+    let body: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    body
+}
+
+#[tokio::test]
+async fn streams_are_sse_with_no_buffering_headers_and_plain_requests_are_json() {
+    let server = start(&[]).await;
+    let token = server.dev_token("alice").await;
+
+    let res = server
+        .chatkit(Some(&token), create_body("add a task to buy milk"))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        header(&res, "content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    assert_eq!(header(&res, "cache-control"), Some("no-cache"));
+    assert_eq!(header(&res, "x-accel-buffering"), Some("no"));
+    assert!(header(&res, "x-request-id").is_some_and(|id| id.len() >= 32));
+    let events = sse_events(&res.bytes().await.unwrap());
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types[0], "thread.created");
+    assert!(types.contains(&"thread.item.updated"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "workflow"),
+        "the tool call shows as a workflow"
+    );
+    let answer = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+        .expect("an assistant message");
+    assert!(
+        answer["item"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("buy milk")
+    );
+
+    let res = server
+        .chatkit(Some(&token), r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "content-type"), Some("application/json"));
+    let page: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
+
+    // Another user sees nothing of alice's.
+    let bob = server.dev_token("bob").await;
+    let res = server
+        .chatkit(Some(&bob), r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    let page: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(0));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_event_is_flushed_as_it_is_produced() {
+    let server = start(&["--dev-stream-delay-ms", "80"]).await;
+    let token = server.dev_token("alice").await;
+    let started = Instant::now();
+    let mut res = server
+        .chatkit(Some(&token), create_body("add a task to buy milk"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut arrivals = Vec::new();
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        arrivals.push(started.elapsed());
+        body.extend_from_slice(&chunk);
+    }
+    let events = sse_events(&body);
+    assert!(events.len() >= 10, "{} events", events.len());
+    // Delivered one by one, not all at the end.
+    assert!(arrivals.len() >= events.len() / 2, "{arrivals:?}");
+    let first = arrivals[0];
+    let last = *arrivals.last().unwrap();
+    assert!(
+        last - first >= Duration::from_millis(80 * (events.len() as u64 - 2)),
+        "first {first:?}, last {last:?}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn failures_are_json_errors_with_the_right_status() {
+    let server = start(&["--max-body-bytes", "4096"]).await;
+    let token = server.dev_token("alice").await;
+
+    let res = server
+        .chatkit(None, r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(header(&res, "www-authenticate"), Some("Bearer"));
+    error_body(res, 401, "unauthorized").await;
+
+    let res = server
+        .http
+        .post(server.url("/chatkit"))
+        .header("authorization", "Basic YWxpY2U6cHc=")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 401, "unauthorized").await;
+
+    let res = server
+        .chatkit(
+            Some("not.a.token"),
+            r#"{"type":"threads.list","params":{}}"#,
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+
+    let res = server.chatkit(Some(&token), "{not json").await;
+    error_body(res, 400, "invalid_request").await;
+    let res = server
+        .chatkit(Some(&token), r#"{"type":"threads.nope","params":{}}"#)
+        .await;
+    error_body(res, 400, "invalid_request").await;
+
+    let res = server
+        .chatkit(
+            Some(&token),
+            r#"{"type":"threads.get_by_id","params":{"thread_id":"thr_missing"}}"#,
+        )
+        .await;
+    error_body(res, 404, "not_found").await;
+    // A streaming request on an unknown thread fails before the stream.
+    let res = server
+        .chatkit(
+            Some(&token),
+            json!({"type":"threads.add_user_message","params":{"thread_id":"thr_missing","input":{
+                "content":[{"type":"input_text","text":"hi"}],"attachments":[],"inference_options":{}}}})
+            .to_string(),
+        )
+        .await;
+    error_body(res, 404, "not_found").await;
+
+    let big = format!(
+        r#"{{"type":"threads.list","params":{{}},"metadata":{{"pad":"{}"}}}}"#,
+        "x".repeat(5000)
+    );
+    let res = server.chatkit(Some(&token), big.clone()).await;
+    error_body(res, 413, "payload_too_large").await;
+    // Also without Content-Length (chunked upload).
+    let chunks: Vec<Result<String, std::io::Error>> = big
+        .as_bytes()
+        .chunks(1000)
+        .map(|c| Ok(String::from_utf8_lossy(c).into_owned()))
+        .collect();
+    let res = server
+        .http
+        .post(server.url("/chatkit"))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 413, "payload_too_large").await;
+
+    let res = server.http.get(server.url("/nope")).send().await.unwrap();
+    error_body(res, 404, "not_found").await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_readiness_page_and_request_ids() {
+    let server = start(&[]).await;
+    let res = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), r#"{"status":"ok"}"#);
+    let res = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), r#"{"status":"ready"}"#);
+
+    let res = server
+        .http
+        .get(server.url("/"))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-request-id"), Some("req-123"));
+    assert_eq!(
+        header(&res, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(header(&res, "content-security-policy").is_some_and(|c| c.contains("'self'")));
+    let html = res.text().await.unwrap();
+    assert!(html.contains("/static/app.js"));
+    assert!(!html.contains("https://"), "nothing from a CDN");
+    for (path, kind) in [
+        ("/static/app.js", "text/javascript"),
+        ("/static/style.css", "text/css"),
+    ] {
+        let res = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(header(&res, "content-type").is_some_and(|c| c.starts_with(kind)));
+    }
+
+    let res = server
+        .http
+        .get(server.url("/api/info"))
+        .send()
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(info["identity"], "dev");
+    assert_eq!(info["model"], "scripted-offline");
+    assert_eq!(info["offline_model"], true);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cors_preflight_follows_the_configured_origins() {
+    let server = start(&["--cors-origin", "http://app.example:3000"]).await;
+    let preflight = |origin: &'static str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url("/chatkit"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let res = preflight("http://app.example:3000").await.unwrap();
+    assert!(res.status().is_success());
+    assert_eq!(
+        header(&res, "access-control-allow-origin"),
+        Some("http://app.example:3000")
+    );
+    let allowed = header(&res, "access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+    assert!(header(&res, "access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+
+    let res = preflight("http://evil.example").await.unwrap();
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    server.stop().await.unwrap();
+
+    // Without configuration, no CORS headers at all.
+    let server = start(&[]).await;
+    let res = server
+        .http
+        .request(reqwest::Method::OPTIONS, server.url("/chatkit"))
+        .header("origin", "http://app.example:3000")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&res, "access-control-allow-origin"), None);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn development_identity_mode_cannot_be_switched_on_by_accident() {
+    // Not on a non-loopback address.
+    for host in ["0.0.0.0", "::"] {
+        let mut argv = vec!["serve", "--host", host, "--database-url", "sqlite::memory:"];
+        argv.push("--port");
+        argv.push("0");
+        let args = Args::try_parse_from(argv).unwrap();
+        let err = ServeConfig::from_args(args, |_| None).unwrap_err();
+        assert!(err.contains("refusing to start"), "{err}");
+    }
+    // Not when JWT configuration is present, from flags or the environment.
+    let jwt = config(&["--jwt-secret", SECRET]).unwrap();
+    assert_eq!(jwt.identity, IdentityMode::Jwt);
+    let args = Args::try_parse_from(["serve", "--database-url", "sqlite::memory:"]).unwrap();
+    let from_env = ServeConfig::from_args(args, |name| {
+        (name == "JWKS").then(|| r#"{"keys":[]}"#.to_owned())
+    })
+    .unwrap();
+    assert_eq!(from_env.identity, IdentityMode::Jwt);
+    let err = config(&["--dev-stream-delay-ms", "5", "--jwt-secret", SECRET]).unwrap_err();
+    assert!(err.contains("development identity mode"), "{err}");
+
+    // A JWT server issues no dev tokens, and rejects those of a dev server.
+    let dev = start(&[]).await;
+    let dev_token = dev.dev_token("mallory").await;
+    dev.stop().await.unwrap();
+    let server = start(&["--jwt-secret", SECRET]).await;
+    let res = server
+        .http
+        .post(server.url("/api/dev/token"))
+        .header("content-type", "application/json")
+        .body(r#"{"user":"mallory"}"#)
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 404, "not_found").await;
+    let res = server
+        .chatkit(Some(&dev_token), r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(res.status(), 401);
+    let res = server
+        .http
+        .get(server.url("/api/info"))
+        .send()
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(info["identity"], "jwt");
+    server.stop().await.unwrap();
+
+    // The dev sign-in wants JSON (a cross-site form post cannot mint tokens).
+    let dev = start(&[]).await;
+    let res = dev
+        .http
+        .post(dev.url("/api/dev/token"))
+        .header("content-type", "text/plain")
+        .body(r#"{"user":"mallory"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    dev.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_running_turn_finish() {
+    let server = start(&["--dev-stream-delay-ms", "60"]).await;
+    let token = server.dev_token("alice").await;
+    let mut res = server
+        .chatkit(Some(&token), create_body("add a task to buy milk"))
+        .await;
+    let mut body = res.chunk().await.unwrap().unwrap().to_vec();
+    // Shut down while the answer is still streaming.
+    let TestServer {
+        base,
+        http,
+        mut shutdown,
+        handle,
+    } = server;
+    if let Some(tx) = shutdown.take() {
+        let _ = tx.send(());
+    }
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let events = sse_events(&body);
+    assert!(events.iter().all(|e| e["type"] != "error"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+    );
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_deadline_ends_streams_with_a_retryable_error() {
+    let server = start(&["--dev-stream-delay-ms", "300", "--shutdown-grace-secs", "0"]).await;
+    let token = server.dev_token("alice").await;
+    let mut res = server
+        .chatkit(Some(&token), create_body("add a task to buy milk"))
+        .await;
+    let mut body = res.chunk().await.unwrap().unwrap().to_vec();
+    let stopping = tokio::spawn(server.stop());
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let events = sse_events(&body);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error");
+    assert_eq!(last["allow_retry"], true);
+    assert!(events.len() < 10, "the stream was cut short");
+    stopping.await.unwrap().unwrap();
+}
+
+/// What the fake ChatKit sessions API saw.
+#[derive(Default)]
+struct Seen {
+    headers: Vec<(String, String)>,
+    bodies: Vec<Value>,
+}
+
+async fn fake_sessions_api(fail: bool) -> (String, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let recorder = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/v1/chatkit/sessions",
+        post(move |headers: HeaderMap, Json(body): Json<Value>| {
+            let recorder = Arc::clone(&recorder);
+            async move {
+                let mut seen = recorder.lock().unwrap();
+                for name in ["authorization", "openai-beta", "content-type"] {
+                    let value = headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    seen.headers.push((name.to_owned(), value.to_owned()));
+                }
+                seen.bodies.push(body.clone());
+                let n = seen.bodies.len();
+                if fail {
+                    return (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        Json(json!({"error":{"message":"Workflow not found","type":"invalid_request_error"}})),
+                    );
+                }
+                (
+                    axum::http::StatusCode::OK,
+                    Json(json!({
+                        "id": format!("cksess_{n}"),
+                        "object": "chatkit.session",
+                        "client_secret": format!("ek_secret_{n}"),
+                        "expires_at": 1_900_000_000 + n,
+                        "workflow": body["workflow"],
+                        "user": body["user"],
+                        "rate_limits": {"max_requests_per_1_minute": 10},
+                        "max_requests_per_1_minute": 10,
+                        "status": "active",
+                        "chatkit_configuration": {}
+                    })),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), seen)
+}
+
+#[tokio::test]
+async fn hosted_sessions_are_created_through_the_chatkit_sessions_api() {
+    let (api, seen) = fake_sessions_api(false).await;
+    let server = start(&[
+        "--openai-api-key",
+        "sk-test-key",
+        "--chatkit-workflow-id",
+        "wf_123",
+        "--chatkit-api-base",
+        &api,
+    ])
+    .await;
+    let token = server.dev_token("alice").await;
+
+    let res = server
+        .http
+        .post(server.url("/chatkit/session"))
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 401, "unauthorized").await;
+    assert!(
+        seen.lock().unwrap().bodies.is_empty(),
+        "no call without a user"
+    );
+
+    for (path, n) in [("/chatkit/session", 1), ("/chatkit/session/refresh", 2)] {
+        let res = server
+            .http
+            .post(server.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["client_secret"], format!("ek_secret_{n}"));
+        assert_eq!(body["expires_at"], 1_900_000_000 + n);
+        assert_eq!(body["session_id"], format!("cksess_{n}"));
+    }
+    let (bodies, headers) = {
+        let seen = seen.lock().unwrap();
+        (seen.bodies.clone(), seen.headers.clone())
+    };
+    assert_eq!(
+        bodies[0],
+        json!({"workflow":{"id":"wf_123"},"user":"alice"})
+    );
+    let headers: std::collections::HashMap<_, _> = headers.into_iter().collect();
+    assert_eq!(headers["authorization"], "Bearer sk-test-key");
+    assert_eq!(headers["openai-beta"], "chatkit_beta=v1");
+    assert_eq!(headers["content-type"], "application/json");
+    server.stop().await.unwrap();
+
+    // Upstream failures are 502 JSON errors that never echo the key.
+    let (api, _) = fake_sessions_api(true).await;
+    let server = start(&[
+        "--openai-api-key",
+        "sk-test-key",
+        "--chatkit-workflow-id",
+        "wf_missing",
+        "--chatkit-api-base",
+        &api,
+    ])
+    .await;
+    let token = server.dev_token("alice").await;
+    let res = server
+        .http
+        .post(server.url("/chatkit/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let body = error_body(res, 502, "upstream_error").await;
+    assert!(body.to_string().contains("Workflow not found"));
+    assert!(!body.to_string().contains("sk-test-key"));
+    server.stop().await.unwrap();
+
+    // Not configured: 501.
+    let server = start(&[]).await;
+    let token = server.dev_token("alice").await;
+    let res = server
+        .http
+        .post(server.url("/chatkit/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 501, "not_supported").await;
+    server.stop().await.unwrap();
+}
+
+/// The JSON-RPC messages of an MCP HTTP response (JSON or SSE).
+async fn mcp_messages(res: reqwest::Response) -> Vec<Value> {
+    let is_sse = header(&res, "content-type").is_some_and(|c| c.starts_with("text/event-stream"));
+    let text = res.text().await.unwrap();
+    if is_sse {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .map(str::trim)
+            .filter(|data| !data.is_empty())
+            .filter_map(|data| serde_json::from_str(data).ok())
+            .collect()
+    } else {
+        vec![serde_json::from_str(&text).unwrap()]
+    }
+}
+
+#[tokio::test]
+async fn mcp_endpoint_serves_the_task_tools_to_authenticated_users() {
+    let server = start(&[]).await;
+    let rpc = |token: Option<&str>, session: Option<&str>, body: Value| {
+        let mut req = server
+            .http
+            .post(server.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        req.send()
+    };
+    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},
+        "clientInfo":{"name":"serve-test","version":"0"}}});
+
+    let res = rpc(None, None, initialize.clone()).await.unwrap();
+    assert_eq!(header(&res, "www-authenticate"), Some("Bearer"));
+    error_body(res, 401, "unauthorized").await;
+
+    let token = server.dev_token("alice").await;
+    let res = rpc(Some(&token), None, initialize).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let session = header(&res, "mcp-session-id").map(str::to_owned);
+    let messages = mcp_messages(res).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["id"] == 1 && m["result"]["serverInfo"].is_object()),
+        "{messages:?}"
+    );
+
+    let res = rpc(
+        Some(&token),
+        session.as_deref(),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await
+    .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let res = rpc(
+        Some(&token),
+        session.as_deref(),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let messages = mcp_messages(res).await;
+    let tools: Vec<&str> = messages
+        .iter()
+        .find(|m| m["id"] == 2)
+        .and_then(|m| m["result"]["tools"].as_array())
+        .map(|tools| tools.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        tools.contains(&"create_task") && tools.contains(&"list_tasks"),
+        "{tools:?}"
+    );
+    server.stop().await.unwrap();
+}

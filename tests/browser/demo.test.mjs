@@ -1,0 +1,161 @@
+// Browser test of the serve demo page: Debian's chromium driven by
+// playwright-core against a running `serve` (started by
+// scripts/stages/40-browser.sh in development identity mode with a slowed
+// stream, CHATKIT_DEV_STREAM_DELAY_MS, so that streaming and the stop
+// button can be watched).
+//
+//   SERVE_URL=http://127.0.0.1:PORT node --test
+//
+// Optional: CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR (saves
+// PNGs of the page there).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.SERVE_URL;
+const SHOTS = process.env.SCREENSHOT_DIR;
+const USER = `alice-${Date.now().toString(36)}`;
+const TIMEOUT = 15_000;
+
+let context;
+let page;
+let profile;
+
+async function shot(name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+async function sendMessage(text) {
+  await page.fill("#input", text);
+  await page.press("#input", "Enter");
+}
+
+/** Waits until no response is streaming (the Send button is back). */
+async function waitIdle() {
+  await page.waitForSelector("#send:not([hidden])", { timeout: TIMEOUT });
+  await page.waitForSelector("#input:not([disabled])", { timeout: TIMEOUT });
+}
+
+before(async () => {
+  assert.ok(BASE, "set SERVE_URL to the running serve, e.g. http://127.0.0.1:8000");
+  profile = mkdtempSync(join(tmpdir(), "chatkit-chromium-"));
+  // A persistent context on a fresh, temporary profile directory.
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    viewport: { width: 1180, height: 760 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("pageerror", (err) => {
+    throw err;
+  });
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+test("signs in with a development identity", async () => {
+  await page.goto(BASE);
+  await page.waitForSelector("#signin:not([hidden])");
+  assert.equal(await page.textContent("#model-badge"), "offline scripted model");
+  await shot("01-sign-in");
+  await page.fill("#dev-user", USER);
+  await page.click("#sign-in");
+  await page.waitForSelector("#app:not([hidden])");
+  assert.equal(await page.textContent("#who"), `Signed in as ${USER}`);
+  assert.ok(await page.isVisible("#welcome"));
+});
+
+test("streams the answer and shows the tool call as a workflow task", async () => {
+  await sendMessage("add a task to buy milk");
+  // The answer streams in: the bubble exists while still streaming.
+  await page.waitForSelector(".msg.user >> text=add a task to buy milk");
+  await page.waitForSelector(".msg.assistant.streaming");
+  await waitIdle();
+  const answer = await page.textContent(".msg.assistant");
+  assert.match(answer, /buy milk/i);
+  const task = page.locator(".workflow .task.complete");
+  await task.first().waitFor();
+  assert.match(await task.first().locator(".title").textContent(), /creating a task/i);
+  // The thread appears in the list with its title.
+  await page.waitForSelector(".threads button[aria-current='true']");
+  await shot("02-answer");
+});
+
+test("keeps the history across a reload", async () => {
+  await page.reload();
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForSelector(".msg.user >> text=add a task to buy milk");
+  assert.match(await page.textContent(".msg.assistant"), /buy milk/i);
+  assert.equal(await page.locator(".workflow .task.complete").count(), 1);
+  assert.equal(await page.locator(".threads button").count(), 1);
+});
+
+test("shows Urdu right to left", async () => {
+  await page.click("#new-chat");
+  const urdu = "دودھ خریدنے کا کام شامل کرو";
+  await sendMessage(urdu);
+  await page.waitForSelector(`.msg.user >> text=${urdu}`);
+  await waitIdle();
+  const bubbles = page.locator(".msg");
+  assert.equal(await bubbles.count(), 2);
+  for (const bubble of await bubbles.all()) {
+    assert.equal(await bubble.getAttribute("dir"), "auto");
+    assert.equal(await bubble.evaluate((el) => getComputedStyle(el).direction), "rtl");
+    assert.ok(await bubble.evaluate((el) => el.matches(":dir(rtl)")));
+  }
+  // The answer is in Urdu (Arabic script).
+  assert.match(await page.textContent(".msg.assistant"), /[\u0600-\u06FF]/);
+  assert.equal(await page.locator(".threads button").count(), 2);
+  await shot("03-urdu");
+});
+
+test("the stop button aborts the response mid-stream", async () => {
+  await sendMessage("show my tasks");
+  await page.waitForSelector(".msg.assistant.streaming");
+  assert.ok(await page.isVisible("#stop"));
+  await page.click("#stop");
+  await page.waitForSelector(".msg.assistant.stopped");
+  await waitIdle();
+  assert.match(await page.textContent(".msg.assistant.stopped .note"), /stopped/i);
+  assert.equal(await page.locator(".msg.assistant.streaming").count(), 0);
+  await shot("04-stopped");
+});
+
+test("offers a retry after a failed request, and the retry answers", async () => {
+  await page.click("#new-chat");
+  let failed = false;
+  await page.route("**/chatkit", async (route) => {
+    if (!failed) {
+      failed = true;
+      await route.abort("connectionreset");
+    } else {
+      await route.continue();
+    }
+  });
+  await sendMessage("add a task to call mom");
+  await page.waitForSelector(".banner-error .retry");
+  await shot("05-error");
+  await page.click(".banner-error .retry");
+  await waitIdle();
+  await page.waitForSelector(".msg.assistant >> text=/call mom/i");
+  assert.equal(await page.locator(".banner-error").count(), 0);
+  await page.unroute("**/chatkit");
+});
