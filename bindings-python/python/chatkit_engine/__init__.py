@@ -1,0 +1,259 @@
+"""chatkit_engine: a ChatKit backend as an embeddable engine.
+
+Embed it in any asyncio host (FastAPI shown)::
+
+    from chatkit_engine import ChatEngine, ChatKitError
+
+    engine = ChatEngine(database_url="sqlite://chatkit.db", jwt_secret="...")
+
+    @app.post("/chatkit")
+    async def chatkit(request: Request):
+        try:
+            ctx = await engine.authenticate(request.headers.get("authorization"))
+            result = await engine.process(await request.body(), ctx)
+        except ChatKitError as err:
+            return Response(err.body, status_code=err.http_status, media_type="application/json")
+        if result.streaming:
+            return StreamingResponse(result, media_type="text/event-stream")
+        return Response(result.json, media_type="application/json")
+
+Every engine operation runs on a Rust (tokio) runtime and is awaited as an
+asyncio future, so nothing blocks the event loop or holds the GIL.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Mapping,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
+
+from . import _native
+from ._native import ProcessResult, RequestContext
+from .errors import (
+    AuthError,
+    ChatKitError,
+    ConfigError,
+    CustomError,
+    EngineTimeoutError,
+    ForbiddenError,
+    InternalError,
+    InvalidRequestError,
+    MaxTurnsExceededError,
+    ModelError,
+    NotFoundError,
+    NotSupportedError,
+    PayloadTooLargeError,
+    StorageError,
+    ThreadBusyError,
+    TurnCancelledError,
+    UnauthorizedError,
+    error_class,
+)
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "ChatEngine",
+    "ProcessResult",
+    "RequestContext",
+    "ToolContext",
+    "ToolFunction",
+    "AuthError",
+    "ChatKitError",
+    "ConfigError",
+    "CustomError",
+    "EngineTimeoutError",
+    "ForbiddenError",
+    "InternalError",
+    "InvalidRequestError",
+    "MaxTurnsExceededError",
+    "ModelError",
+    "NotFoundError",
+    "NotSupportedError",
+    "PayloadTooLargeError",
+    "StorageError",
+    "ThreadBusyError",
+    "TurnCancelledError",
+    "UnauthorizedError",
+    "error_class",
+]
+
+ToolContext = Dict[str, Optional[str]]
+"""What a tool receives first: ``user_id``, ``email``, ``name``, ``locale``
+(the verified caller of the turn) and ``call_id`` (the model's call id)."""
+
+ToolFunction = Callable[[ToolContext, Dict[str, Any]], Awaitable[Any]]
+"""``async def tool(ctx, args) -> str | dict | list | None``."""
+
+F = TypeVar("F", bound=ToolFunction)
+
+_EMPTY_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
+
+
+class ChatEngine:
+    """The ChatKit backend: one per process, shared by every request.
+
+    ``ChatEngine(config)`` takes a dict of the core ``EngineConfig`` fields
+    (``database_url``, ``jwt_secret``, ``openai_api_key``, ``max_turns``,
+    ...), keyword arguments with the same names, or both (keywords win).
+    Unknown keys and bad values raise :class:`ConfigError` right here.
+
+    Construction is cheap and does no I/O: the database and the token
+    verifier open on :meth:`start` or on the first request. This also makes
+    it safe to create the engine before a fork (gunicorn ``--preload``): each
+    process opens its own connections. An engine that was already used in
+    the parent rebuilds its runtime and connections in the child.
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, /, **options: Any) -> None:
+        merged: Dict[str, Any] = dict(config or {})
+        merged.update(options)
+        try:
+            text = json.dumps(merged)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"configuration is not JSON-serialisable: {err}") from None
+        self._native = _native.Engine(text)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "ChatEngine":
+        """The configuration the environment gives (``DATABASE_URL``,
+        ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``CHAT_MODEL``, ``JWKS_URL``,
+        ``JWKS``, ``JWT_SECRET``, ``JWT_ISSUER``, ``JWT_AUDIENCE``,
+        ``MAX_TURNS``, ...), with ``overrides`` on top."""
+        config: Dict[str, Any] = json.loads(_native.Engine.env_config_json())
+        config.update(overrides)
+        return cls(config)
+
+    def add_tool(
+        self,
+        func: ToolFunction,
+        *,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        parameters: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """Registers ``async def func(ctx, args)`` as a tool of both agents.
+
+        ``name`` defaults to the function's name, ``description`` to its
+        docstring, ``parameters`` (a JSON schema of ``args``) to an empty
+        object. The tool runs on the event loop of the request that started
+        the turn, with that request's ``contextvars``; ``ctx`` carries the
+        verified caller (never trust a user id in ``args``). Return a
+        ``str`` (the model sees it as is), or a ``dict``/``list`` (sent as
+        JSON); an exception is reported to the model as an error. A tool
+        named like a built-in task tool replaces it. Register tools before
+        the first request.
+        """
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(f"{func!r} is not an async function (define it with `async def`)")
+        tool_name = name or getattr(func, "__name__", None)
+        if not tool_name:
+            raise ValueError("the tool needs a name")
+        text = description if description is not None else inspect.getdoc(func) or ""
+        schema = dict(parameters) if parameters is not None else dict(_EMPTY_SCHEMA)
+        self._native.add_tool(func, tool_name, text, json.dumps(schema))
+
+    @overload
+    def tool(self, func: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        *,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        parameters: Optional[Mapping[str, Any]] = None,
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        func: Optional[F] = None,
+        /,
+        *,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        parameters: Optional[Mapping[str, Any]] = None,
+    ) -> Union[F, Callable[[F], F]]:
+        """Decorator form of :meth:`add_tool`: ``@engine.tool`` or
+        ``@engine.tool(name=..., parameters={...})``."""
+
+        def register(f: F) -> F:
+            self.add_tool(f, name=name, description=description, parameters=parameters)
+            return f
+
+        if func is not None:
+            return register(func)
+        return register
+
+    def start(self) -> Awaitable[None]:
+        """Opens the database (running migrations) and the token verifier
+        now instead of on the first request."""
+        return self._native.start()
+
+    @property
+    def model_name(self) -> Optional[str]:
+        """The model answering (``scripted-offline`` without an API key),
+        once started; ``None`` before."""
+        return self._native.model_name
+
+    def authenticate(self, authorization: Optional[str]) -> Awaitable[RequestContext]:
+        """Verifies an ``Authorization`` header value (``Bearer <JWT>``).
+
+        Raises :class:`UnauthorizedError` (or another :class:`AuthError`)
+        when it is missing or does not verify.
+        """
+        return self._native.authenticate(authorization)
+
+    def run_tool(
+        self, name: str, arguments: Mapping[str, Any], ctx: RequestContext
+    ) -> Awaitable[Any]:
+        """Runs a built-in task tool (``create_task``, ``list_tasks``,
+        ``get_task``, ``update_task``, ``delete_task``, ``toggle_complete``,
+        ``get_stats``) for ``ctx`` on the engine's ``tasks`` table, exactly as
+        the agents do, and returns its envelope: ``{"success": True, "data":
+        ...}`` or ``{"success": False, "error": "..."}``. This is how a
+        host's REST routes share data and validation with the chat.
+        """
+        return self._native.run_tool(name, json.dumps(dict(arguments)), ctx)
+
+    def process(
+        self, body: Union[bytes, bytearray, memoryview, str], ctx: RequestContext
+    ) -> Awaitable[ProcessResult]:
+        """Handles one ChatKit request body for the caller ``ctx``.
+
+        Failures before any byte is streamed raise a :class:`ChatKitError`
+        (send ``err.body`` with ``err.http_status``). A streaming result
+        yields SSE frames (``bytes``) with ``async for``; failures after it
+        began arrive as an ``error`` event. Closing it (:meth:`ProcessResult.aclose`,
+        or cancelling a pending ``__anext__``, as a server does when the
+        client disconnects) cancels the turn; the partial answer is kept.
+        """
+        if isinstance(body, str):
+            data = body.encode()
+        elif isinstance(body, bytes):
+            data = body
+        else:
+            data = bytes(body)
+        return self._native.process(data, ctx)
+
+    async def __aenter__(self) -> "ChatEngine":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"ChatEngine(model_name={self.model_name!r})"

@@ -1,0 +1,452 @@
+//! `ChatEngine`, `RequestContext` and `ProcessResult` as Python classes.
+
+use crate::errors::{config_error, to_py_err};
+use crate::runtime::future_into_py;
+use crate::tools::{LoopGuard, LoopRegistry, PyTool};
+use bytes::Bytes;
+use chatkit_engine::engine::{Response, SseStream};
+use chatkit_engine::tools::{ToolContext, ToolSet, task_tools};
+use chatkit_engine::{ChatEngine as CoreEngine, EngineConfig};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
+use pyo3::prelude::*;
+use pyo3_async_runtimes::TaskLocals;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{Mutex as AsyncMutex, OnceCell, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
+
+/// The caller's identity: what `authenticate()` returns and `process()`
+/// takes. Hosts that authenticate requests themselves build one directly.
+#[pyclass(frozen, eq, module = "chatkit_engine._native", name = "RequestContext")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestContext {
+    /// The user id every store query and tool call is scoped to.
+    #[pyo3(get)]
+    user_id: String,
+    /// The user's e-mail address, when known.
+    #[pyo3(get)]
+    email: Option<String>,
+    /// The user's display name, when known.
+    #[pyo3(get)]
+    name: Option<String>,
+    /// The client's locale, when the host passes it on.
+    #[pyo3(get)]
+    locale: Option<String>,
+}
+
+#[pymethods]
+impl RequestContext {
+    #[new]
+    #[pyo3(signature = (user_id, *, email=None, name=None, locale=None))]
+    fn new(
+        user_id: String,
+        email: Option<String>,
+        name: Option<String>,
+        locale: Option<String>,
+    ) -> Self {
+        Self {
+            user_id,
+            email,
+            name,
+            locale,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RequestContext(user_id={:?}, email={:?}, name={:?}, locale={:?})",
+            self.user_id, self.email, self.name, self.locale
+        )
+    }
+}
+
+impl From<chatkit_engine::RequestContext> for RequestContext {
+    fn from(ctx: chatkit_engine::RequestContext) -> Self {
+        Self {
+            user_id: ctx.user_id,
+            email: ctx.email,
+            name: ctx.name,
+            locale: ctx.locale,
+        }
+    }
+}
+
+impl RequestContext {
+    fn to_core(&self) -> chatkit_engine::RequestContext {
+        let mut ctx = chatkit_engine::RequestContext::new(self.user_id.clone());
+        ctx.email = self.email.clone();
+        ctx.name = self.name.clone();
+        ctx.locale = self.locale.clone();
+        ctx
+    }
+}
+
+/// The core engine of one process (rebuilt in a forked child).
+struct Slot {
+    pid: u32,
+    cell: Arc<OnceCell<CoreEngine>>,
+}
+
+/// The native engine behind `chatkit_engine.ChatEngine`.
+///
+/// The core engine (database pools, token verifier) is built on first use,
+/// on the engine runtime, so the constructor never blocks the event loop.
+#[pyclass(frozen, module = "chatkit_engine._native", name = "Engine")]
+pub struct Engine {
+    config: EngineConfig,
+    tools: Mutex<ToolSet>,
+    has_python_tools: AtomicBool,
+    started: AtomicBool,
+    loops: Arc<LoopRegistry>,
+    slot: Mutex<Option<Slot>>,
+}
+
+impl Engine {
+    fn cell(&self) -> Arc<OnceCell<CoreEngine>> {
+        let pid = std::process::id();
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = slot.as_ref()
+            && current.pid == pid
+        {
+            return Arc::clone(&current.cell);
+        }
+        if let Some(stale) = slot.take() {
+            // Built by the parent before fork(): its pools belong to the
+            // parent's runtime. Leak it; the child opens its own.
+            std::mem::forget(stale);
+        }
+        let cell = Arc::new(OnceCell::new());
+        *slot = Some(Slot {
+            pid,
+            cell: Arc::clone(&cell),
+        });
+        cell
+    }
+
+    /// The core engine, built on first use.
+    fn core(&self) -> impl Future<Output = PyResult<CoreEngine>> + Send + use<> {
+        self.started.store(true, Ordering::SeqCst);
+        let cell = self.cell();
+        let config = self.config.clone();
+        let tools = self
+            .tools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        async move {
+            cell.get_or_try_init(|| CoreEngine::from_config_with_tools(config, tools))
+                .await
+                .cloned()
+                .map_err(to_py_err)
+        }
+    }
+}
+
+#[pymethods]
+impl Engine {
+    /// `config_json`: a JSON object with `EngineConfig` fields.
+    #[new]
+    fn new(config_json: &str) -> PyResult<Self> {
+        let config: EngineConfig =
+            serde_json::from_str(config_json).map_err(|err| config_error(err.to_string()))?;
+        config.validate().map_err(to_py_err)?;
+        Ok(Self {
+            config,
+            tools: Mutex::new(ToolSet::new()),
+            has_python_tools: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            loops: Arc::new(LoopRegistry::default()),
+            slot: Mutex::new(None),
+        })
+    }
+
+    /// The defaults overridden by the environment (`DATABASE_URL`,
+    /// `OPENAI_API_KEY`, `JWT_SECRET`, ...), as a JSON object.
+    #[staticmethod]
+    fn env_config_json() -> PyResult<String> {
+        let config = EngineConfig::from_env().map_err(to_py_err)?;
+        serde_json::to_string(&config).map_err(|err| config_error(err.to_string()))
+    }
+
+    /// Registers `func` (an `async def f(ctx, args)`) as a tool of both
+    /// agents. Only before the first request.
+    fn add_tool(
+        &self,
+        func: Bound<'_, PyAny>,
+        name: String,
+        description: String,
+        parameters_json: &str,
+    ) -> PyResult<()> {
+        if self.started.load(Ordering::SeqCst) {
+            return Err(PyRuntimeError::new_err(
+                "tools must be registered before the engine handles its first request",
+            ));
+        }
+        let parameters = serde_json::from_str(parameters_json)
+            .map_err(|err| config_error(format!("parameters of tool {name}: {err}")))?;
+        let tool = PyTool {
+            name,
+            description,
+            parameters,
+            func: func.unbind(),
+            loops: Arc::clone(&self.loops),
+        };
+        self.tools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(tool));
+        self.has_python_tools.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Opens the database and the token verifier now (otherwise the first
+    /// request does).
+    fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core();
+        future_into_py(py, async move {
+            core.await?;
+            Ok(())
+        })
+    }
+
+    /// The model answering, once started (`scripted-offline` without an
+    /// API key).
+    #[getter]
+    fn model_name(&self) -> Option<String> {
+        let slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref()
+            .filter(|slot| slot.pid == std::process::id())
+            .and_then(|slot| slot.cell.get())
+            .map(|engine| engine.model_name().to_owned())
+    }
+
+    /// Verifies an `Authorization` header value.
+    #[pyo3(signature = (authorization))]
+    fn authenticate<'py>(
+        &self,
+        py: Python<'py>,
+        authorization: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core();
+        future_into_py(py, async move {
+            let engine = core.await?;
+            let ctx = engine
+                .authenticate(authorization.as_deref())
+                .await
+                .map_err(to_py_err)?;
+            Ok(RequestContext::from(ctx))
+        })
+    }
+
+    /// Runs one of the 7 built-in task tools (`create_task`, `list_tasks`,
+    /// `get_task`, `update_task`, `delete_task`, `toggle_complete`,
+    /// `get_stats`) for `ctx` on the engine's task store, as the agents do,
+    /// and returns its JSON envelope (`{"success": true, "data": ...}` or
+    /// `{"success": false, "error": ...}`) as Python objects. Lets a host's
+    /// REST routes share the chat's `tasks` table and validation.
+    fn run_tool<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        arguments_json: &str,
+        ctx: PyRef<'py, RequestContext>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let arguments: serde_json::Value = serde_json::from_str(arguments_json)
+            .map_err(|err| to_py_err(chatkit_engine::Error::invalid(err)))?;
+        let ctx = ToolContext {
+            request: ctx.to_core(),
+            call_id: "host".to_owned(),
+        };
+        let core = self.core();
+        future_into_py(py, async move {
+            let engine = core.await?;
+            let store = engine.task_store().cloned().ok_or_else(|| {
+                to_py_err(chatkit_engine::Error::NotSupported(
+                    "this engine has no task store".into(),
+                ))
+            })?;
+            let tools = task_tools(store);
+            let tool = tools
+                .get(&name)
+                .ok_or_else(|| to_py_err(chatkit_engine::Error::not_found("tool", name.clone())))?;
+            let output = tool.call(arguments, &ctx).await.map_err(to_py_err)?;
+            Ok(JsonText(match output.structured {
+                Some(value) => value.to_string(),
+                None => serde_json::Value::String(output.content).to_string(),
+            }))
+        })
+    }
+
+    /// Handles one ChatKit request body for `ctx`.
+    fn process<'py>(
+        &self,
+        py: Python<'py>,
+        body: &[u8],
+        ctx: PyRef<'py, RequestContext>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let body = Bytes::copy_from_slice(body);
+        let ctx = ctx.to_core();
+        let guard = if self.has_python_tools.load(Ordering::SeqCst) {
+            let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
+            Some(self.loops.enter(&ctx.user_id, locals))
+        } else {
+            None
+        };
+        let core = self.core();
+        future_into_py(py, async move {
+            let engine = core.await?;
+            let response = engine.process(&body, ctx).await.map_err(to_py_err)?;
+            Ok(match response {
+                Response::Json(bytes) => ProcessResult::new(false, State::Once(Some(bytes))),
+                Response::Stream(events) => ProcessResult::new(
+                    true,
+                    State::Stream {
+                        frames: events.sse(),
+                        _loop: guard,
+                    },
+                ),
+            })
+        })
+    }
+}
+
+/// JSON text that becomes Python objects (`json.loads`) when the awaitable
+/// resolves.
+struct JsonText(String);
+
+impl<'py> IntoPyObject<'py> for JsonText {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        crate::convert::loads(py, &self.0)
+    }
+}
+
+enum State {
+    /// A JSON response, yielded once by iteration.
+    Once(Option<Bytes>),
+    /// SSE frames of a running turn. Dropping them cancels the turn.
+    Stream {
+        frames: SseStream,
+        _loop: Option<LoopGuard>,
+    },
+    /// Finished, closed or cancelled.
+    Closed,
+}
+
+/// What `process()` returns: JSON bytes, or an async iterator of SSE frames.
+#[pyclass(frozen, module = "chatkit_engine._native", name = "ProcessResult")]
+pub struct ProcessResult {
+    streaming: bool,
+    json: Option<Bytes>,
+    state: Arc<AsyncMutex<State>>,
+    cancel: CancellationToken,
+}
+
+impl ProcessResult {
+    fn new(streaming: bool, state: State) -> Self {
+        let json = match &state {
+            State::Once(bytes) => bytes.clone(),
+            _ => None,
+        };
+        Self {
+            streaming,
+            json,
+            state: Arc::new(AsyncMutex::new(state)),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// Closes the stream unless disarmed: a `__anext__` that is cancelled (the
+/// client went away) or reaches the end leaves the result closed.
+struct CloseUnlessDisarmed {
+    guard: OwnedMutexGuard<State>,
+    armed: bool,
+}
+
+impl Drop for CloseUnlessDisarmed {
+    fn drop(&mut self) {
+        if self.armed {
+            *self.guard = State::Closed;
+        }
+    }
+}
+
+#[pymethods]
+impl ProcessResult {
+    /// Whether this is an SSE stream (`text/event-stream`).
+    #[getter]
+    fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// The JSON document, or `None` for a stream.
+    #[getter]
+    fn json(&self) -> Option<Bytes> {
+        self.json.clone()
+    }
+
+    /// `text/event-stream` or `application/json`.
+    #[getter]
+    fn media_type(&self) -> &'static str {
+        if self.streaming {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = Arc::clone(&self.state);
+        let cancel = self.cancel.clone();
+        future_into_py(py, async move {
+            let guard = tokio::select! {
+                guard = state.lock_owned() => guard,
+                () = cancel.cancelled() => return Err(PyStopAsyncIteration::new_err(())),
+            };
+            let mut slot = CloseUnlessDisarmed { guard, armed: true };
+            let next = match &mut *slot.guard {
+                State::Once(bytes) => bytes.take(),
+                State::Stream { frames, .. } => tokio::select! {
+                    frame = frames.next_frame() => frame,
+                    () = cancel.cancelled() => None,
+                },
+                State::Closed => None,
+            };
+            match next {
+                Some(bytes) => {
+                    slot.armed = false;
+                    Ok(bytes)
+                }
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+
+    /// Stops iterating and, for a stream, cancels the turn (the engine keeps
+    /// the partial answer). Safe to call more than once.
+    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.cancel.cancel();
+        let state = Arc::clone(&self.state);
+        future_into_py(py, async move {
+            *state.lock().await = State::Closed;
+            Ok(())
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ProcessResult(streaming={}, media_type={:?})",
+            self.streaming,
+            self.media_type()
+        )
+    }
+}

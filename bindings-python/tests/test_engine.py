@@ -1,0 +1,336 @@
+"""The binding on its own: turns, results, errors, tools, cancellation,
+the event loop and fork."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List
+
+import pytest
+
+import chatkit_engine as ce
+from conftest import add_message, assistant_text, create_thread, get_thread, make_token, parse_sse, JWT_SECRET
+
+
+async def collect(result: ce.ProcessResult) -> bytes:
+    return b"".join([chunk async for chunk in result])
+
+
+async def test_a_full_turn_streams_sse_frames_and_is_persisted(sqlite_url: str) -> None:
+    engine = ce.ChatEngine({"database_url": sqlite_url})
+    ctx = ce.RequestContext("alice", email="alice@example.com")
+    result = await engine.process(create_thread("add task buy milk"), ctx)
+    assert result.streaming and result.json is None and result.media_type == "text/event-stream"
+    frames: List[bytes] = [chunk async for chunk in result]
+    assert all(isinstance(f, bytes) and f.startswith(b"data: ") and f.endswith(b"\n\n") for f in frames)
+    events = parse_sse(b"".join(frames))
+    types = [e["type"] for e in events]
+    assert types[0] == "thread.created" and "thread.item.done" in types
+    assert engine.model_name == "scripted-offline"
+    thread_id = events[0]["thread"]["id"]
+
+    doc = await engine.process(get_thread(thread_id), ctx)
+    assert not doc.streaming and doc.media_type == "application/json"
+    assert isinstance(doc.json, bytes)
+    thread = json.loads(doc.json)
+    assert "buy milk" in " ".join(assistant_text(thread)).lower()
+    # iterating a JSON result yields the document once
+    assert await collect(doc) == doc.json
+    assert await collect(doc) == b""
+
+    tasks = await engine.run_tool("list_tasks", {}, ctx)
+    assert tasks["success"] is True
+    assert [t["title"].lower() for t in tasks["data"]] == ["buy milk"]
+    # another user sees nothing
+    assert (await engine.run_tool("list_tasks", {}, ce.RequestContext("bob")))["data"] == []
+
+
+async def test_config_from_dict_kwargs_and_clear_errors(sqlite_url: str) -> None:
+    engine = ce.ChatEngine({"database_url": "sqlite::memory:", "max_turns": 3}, database_url=sqlite_url)
+    await engine.start()
+    assert engine.model_name == "scripted-offline"
+    async with ce.ChatEngine(database_url="sqlite::memory:") as other:
+        assert other.model_name == "scripted-offline"
+
+    with pytest.raises(ce.ConfigError) as info:
+        ce.ChatEngine(databse_url="sqlite::memory:")
+    assert info.value.code == "invalid_config" and info.value.http_status == 500
+    assert "databse_url" in str(info.value) and "database_url" in str(info.value)
+    with pytest.raises(ce.ConfigError, match="database_url"):
+        ce.ChatEngine(database_url="mysql://nope")
+    with pytest.raises(ce.ConfigError, match="max_turns"):
+        ce.ChatEngine(max_turns=0)
+    with pytest.raises(ce.ConfigError):
+        ce.ChatEngine(max_turns="many")
+    with pytest.raises(ce.ConfigError):
+        ce.ChatEngine(database_url=object())
+    assert isinstance(info.value, ValueError)
+
+
+async def test_from_env_reads_the_environment(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("MAX_TURNS", "4")
+    engine = ce.ChatEngine.from_env(history_items=5)
+    await engine.start()
+    monkeypatch.setenv("MAX_TURNS", "lots")
+    with pytest.raises(ce.ConfigError, match="MAX_TURNS"):
+        ce.ChatEngine.from_env()
+
+
+async def test_errors_map_to_exception_classes_with_code_and_status(sqlite_url: str) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url, max_body_bytes=2000)
+    ctx = ce.RequestContext("alice")
+
+    cases = [
+        (b"not json", ce.InvalidRequestError, "invalid_request", 400),
+        (b'{"type":"threads.nope","params":{}}', ce.InvalidRequestError, "invalid_request", 400),
+        (get_thread("thr_doesnotexist"), ce.NotFoundError, "not_found", 404),
+        (create_thread("x" * 5000), ce.PayloadTooLargeError, "payload_too_large", 413),
+    ]
+    for body, cls, code, status in cases:
+        with pytest.raises(cls) as info:
+            await engine.process(body, ctx)
+        err = info.value
+        assert isinstance(err, ce.ChatKitError)
+        assert (err.code, err.http_status) == (code, status)
+        assert json.loads(err.body)["error"]["code"] == code
+
+    with pytest.raises(ce.UnauthorizedError) as info:
+        await engine.authenticate(None)
+    assert isinstance(info.value, ce.AuthError)
+    assert (info.value.code, info.value.http_status) == ("unauthorized", 401)
+    with pytest.raises(ce.UnauthorizedError):
+        await engine.authenticate("Basic abc")
+    with pytest.raises(ce.UnauthorizedError):
+        await engine.process(create_thread("hi"), ce.RequestContext("  "))
+    with pytest.raises(ce.NotFoundError):
+        await engine.run_tool("no_such_tool", {}, ctx)
+
+    # codes the core may add later still get a sensible class
+    assert ce.error_class("token_expired", 401) is ce.AuthError
+    assert ce.error_class("forbidden", 403) is ce.ForbiddenError
+    assert ce.error_class("something_new", 418) is ce.ChatKitError
+    late = ce.errors._from_core("jwks_unavailable", 503, "jwks down", b"{}")
+    assert isinstance(late, ce.AuthError) and late.http_status == 503 and late.code == "jwks_unavailable"
+
+
+async def test_authenticate_verifies_hs256_tokens(sqlite_url: str) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url, jwt_secret=JWT_SECRET)
+    ctx = await engine.authenticate("Bearer " + make_token("alice", email="a@example.com", name="Alice"))
+    assert ctx == ce.RequestContext("alice", email="a@example.com", name="Alice")
+    assert ctx.user_id == "alice" and ctx.email == "a@example.com" and ctx.name == "Alice"
+    with pytest.raises(ce.AuthError) as info:
+        await engine.authenticate("Bearer " + make_token("alice")[:-4] + "AAAA")
+    assert info.value.http_status == 401
+    expired = make_token("alice", exp=int(time.time()) - 3600, iat=int(time.time()) - 7200)
+    with pytest.raises(ce.AuthError):
+        await engine.authenticate("Bearer " + expired)
+
+
+async def test_a_python_tool_is_called_by_the_agent_on_the_callers_loop(
+    sqlite_url: str, fake_provider: Dict[str, Any]
+) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url, **fake_provider)
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+    calls: List[Dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+
+    @engine.tool(
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+    async def lookup_weather(ctx: ce.ToolContext, args: Dict[str, Any]) -> Dict[str, Any]:
+        """The weather in a city."""
+        assert asyncio.get_running_loop() is loop
+        await asyncio.sleep(0.01)
+        calls.append({"ctx": ctx, "args": args, "request_id": request_id.get()})
+        return {"city": args["city"], "forecast": "sunny", "for": ctx["user_id"]}
+
+    request_id.set("req-42")
+    ctx = ce.RequestContext("alice", email="alice@example.com")
+    result = await engine.process(create_thread("what is the weather?"), ctx)
+    events = parse_sse(await collect(result))
+    assert engine.model_name == "fake-model"
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["args"] == {"city": "Lahore"}
+    assert call["ctx"]["user_id"] == "alice" and call["ctx"]["email"] == "alice@example.com"
+    assert call["ctx"]["call_id"] == "call_weather_1"
+    assert call["request_id"] == "req-42", "the tool sees the request's contextvars"
+    done = [e["item"] for e in events if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"]
+    text = done[-1]["content"][0]["text"]
+    assert "sunny" in text and "alice" in text
+
+    with pytest.raises(RuntimeError, match="before"):
+        engine.add_tool(lookup_weather, name="late")
+
+
+async def test_tool_errors_go_back_to_the_model_and_sync_functions_are_refused(
+    sqlite_url: str, fake_provider: Dict[str, Any]
+) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url, **fake_provider)
+
+    async def lookup_weather(ctx: ce.ToolContext, args: Dict[str, Any]) -> str:
+        raise LookupError("no station in " + args["city"])
+
+    engine.add_tool(lookup_weather, description="weather")
+    with pytest.raises(TypeError):
+        engine.add_tool(lambda ctx, args: "sync", name="sync_tool")  # type: ignore[arg-type]
+    result = await engine.process(create_thread("weather please"), ce.RequestContext("alice"))
+    events = parse_sse(await collect(result))
+    done = [e["item"] for e in events if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"]
+    assert "LookupError: no station in Lahore" in done[-1]["content"][0]["text"]
+
+
+async def test_a_python_tool_can_replace_a_task_tool_with_the_offline_model(sqlite_url: str) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url)
+    seen: List[str] = []
+
+    @engine.tool(name="get_stats", description="Task statistics")
+    async def stats(ctx: ce.ToolContext, args: Dict[str, Any]) -> Dict[str, Any]:
+        seen.append(ctx["user_id"] or "")
+        return {"success": True, "data": {"total": 41, "pending": 40, "completed": 1}}
+
+    result = await engine.process(create_thread("how many tasks do I have?"), ce.RequestContext("carol"))
+    text = (await collect(result)).decode()
+    assert seen == ["carol"]
+    assert "41" in text
+
+
+async def test_aclose_cancels_the_turn_and_keeps_the_partial_text(
+    sqlite_url: str, fake_provider: Dict[str, Any]
+) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url, **fake_provider)
+    ctx = ce.RequestContext("alice")
+    result = await engine.process(create_thread("tell me something slow"), ctx)
+    received = b""
+    async for chunk in result:
+        received += chunk
+        if received.count(b"assistant_message.content_part.text_delta") >= 5:
+            break
+    thread_id = parse_sse(received)[0]["thread"]["id"]
+    await result.aclose()
+    await result.aclose()  # idempotent
+    assert await collect(result) == b""
+
+    texts: List[str] = []
+    for _ in range(100):
+        thread = json.loads((await engine.process(get_thread(thread_id), ctx)).json)
+        texts = [t for t in assistant_text(thread) if t]
+        if texts:
+            break
+        await asyncio.sleep(0.05)
+    assert texts, "the partial answer was persisted"
+    assert texts[-1].startswith("word0 word1") and "word59" not in texts[-1]
+    # the thread is free again: a new turn runs
+    follow_up = await engine.process(add_message(thread_id, "hello"), ctx)
+    assert b"Hello from the fake model." in await collect(follow_up)
+
+
+async def test_cancelling_a_pending_anext_cancels_the_turn(
+    sqlite_url: str, fake_provider: Dict[str, Any]
+) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url, **fake_provider)
+    ctx = ce.RequestContext("alice")
+    result = await engine.process(create_thread("slow please"), ctx)
+    first = await result.__anext__()
+    thread_id = parse_sse(first)[0]["thread"]["id"]
+    # a consumer that stops waiting, as a server does when the client is gone
+    with pytest.raises(asyncio.TimeoutError):
+        while True:
+            await asyncio.wait_for(result.__anext__(), timeout=0.01)
+    assert await collect(result) == b""
+    for _ in range(100):
+        thread = json.loads((await engine.process(get_thread(thread_id), ctx)).json)
+        if [t for t in assistant_text(thread) if t]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the partial answer was not persisted")
+
+
+async def test_engine_work_does_not_block_the_event_loop(sqlite_url: str) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url)
+    gaps: List[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await engine.start()  # opens the database and runs migrations on the engine runtime
+    ctx = ce.RequestContext("alice")
+    results = await asyncio.gather(*(engine.process(create_thread(f"add task t{i}"), ctx) for i in range(10)))
+    await asyncio.gather(*(collect(r) for r in results))
+    stop.set()
+    await task
+    assert len(gaps) > 10
+    assert max(gaps) < 0.25, f"the loop stalled for {max(gaps):.3f}s"
+
+
+async def test_other_threads_keep_running_while_the_engine_works(sqlite_url: str) -> None:
+    import threading
+
+    engine = ce.ChatEngine(database_url=sqlite_url)
+    counter = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            counter[0] += 1
+            time.sleep(0)
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        before = counter[0]
+        result = await engine.process(create_thread("add task spin"), ce.RequestContext("alice"))
+        await collect(result)
+        assert counter[0] > before
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_an_engine_used_before_fork_works_in_the_child(tmp_path: Any) -> None:
+    engine = ce.ChatEngine(database_url=f"sqlite://{tmp_path / 'fork.db'}")
+
+    async def one_turn(user: str) -> bytes:
+        result = await engine.process(create_thread(f"add task from {user}"), ce.RequestContext(user))
+        return await collect(result)
+
+    assert b"thread.created" in asyncio.run(one_turn("parent"))
+    pid = os.fork()
+    if pid == 0:  # child: must not hang on the parent's runtime or pools
+        code = 1
+        try:
+            out = asyncio.run(asyncio.wait_for(one_turn("child"), timeout=20))
+            code = 0 if b"thread.created" in out else 2
+        except BaseException:
+            code = 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"
+    # the parent still works
+    assert b"thread.created" in asyncio.run(one_turn("parent-again"))
