@@ -51,13 +51,8 @@ pub(super) async fn handle_json(
             to_json(&threads)
         }
         Request::ThreadsUpdate(params) => {
+            // Length and NUL checks ran in `limits::check_request`.
             let title = params.title.trim();
-            let max = engine.config().max_title_chars;
-            if title.chars().count() > max {
-                return Err(Error::invalid(format!(
-                    "title is longer than {max} characters"
-                )));
-            }
             let mut thread = store.load_thread(&params.thread_id, ctx).await?;
             thread.title = Some(title.to_owned());
             store.save_thread(&thread, ctx).await?;

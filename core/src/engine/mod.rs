@@ -33,6 +33,7 @@ mod attachments;
 mod factory;
 mod handlers;
 pub mod history;
+mod limits;
 mod locks;
 mod pipeline;
 mod responder;
@@ -43,6 +44,7 @@ pub use crate::context::RequestContext;
 pub use agent_responder::{AgentResponder, AgentRouter};
 pub use attachments::{AttachmentStore, UploadUrls};
 pub use factory::model_from_config;
+pub use limits::MAX_ID_CHARS;
 pub use responder::{EchoResponder, Responder, stream_text};
 pub use stream::{EventStream, SseStream};
 pub use turn::{CANCELLED_MARKER_TEXT, Turn};
@@ -274,6 +276,7 @@ impl ChatEngine {
             }
             let request = Request::parse(body)?;
             tracing::Span::current().record("request_type", request.type_name());
+            limits::check_request(&request, &self.inner.config)?;
             let result = if request.is_streaming() {
                 self.start_stream(request, ctx).await.map(Response::Stream)
             } else {
