@@ -394,16 +394,14 @@ impl Store for PostgresStore {
         kind: FeedbackKind,
         ctx: &RequestContext,
     ) -> Result<()> {
-        if item_ids.is_empty() {
-            return self.require_thread(thread_id, ctx).await;
-        }
+        self.require_thread(thread_id, ctx).await?;
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         for item_id in item_ids {
             let done = sqlx::query(
                 "INSERT INTO chat_feedback (user_id, thread_id, item_id, kind, created_at) \
                  SELECT $1, $2, $3, $4, $5 \
-                 WHERE EXISTS (SELECT 1 FROM chat_sessions WHERE user_id = $1 AND id = $2) \
+                 WHERE EXISTS (SELECT 1 FROM chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3) \
                  ON CONFLICT (user_id, thread_id, item_id) DO UPDATE SET \
                  kind = EXCLUDED.kind, created_at = EXCLUDED.created_at",
             )
@@ -414,9 +412,10 @@ impl Store for PostgresStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            // Only items of this thread can be rated.
             if done.rows_affected() == 0 {
                 tx.rollback().await?;
-                return Err(Error::not_found("thread", thread_id));
+                return Err(Error::not_found("item", item_id.as_str()));
             }
         }
         tx.commit().await?;

@@ -428,9 +428,7 @@ impl Store for SqliteStore {
         kind: FeedbackKind,
         ctx: &RequestContext,
     ) -> Result<()> {
-        if item_ids.is_empty() {
-            return self.require_thread(thread_id, ctx).await;
-        }
+        self.require_thread(thread_id, ctx).await?;
         let now = Timestamp::now().as_micros();
         // Writes only, so the transaction takes the write lock on its first
         // statement (no read-to-write upgrade that could fail as busy).
@@ -439,7 +437,7 @@ impl Store for SqliteStore {
             let done = sqlx::query(
                 "INSERT INTO chat_feedback (user_id, thread_id, item_id, kind, created_at) \
                  SELECT ?, ?, ?, ?, ? \
-                 WHERE EXISTS (SELECT 1 FROM chat_sessions WHERE user_id = ? AND id = ?) \
+                 WHERE EXISTS (SELECT 1 FROM chat_messages WHERE user_id = ? AND thread_id = ? AND id = ?) \
                  ON CONFLICT (user_id, thread_id, item_id) DO UPDATE SET \
                  kind = excluded.kind, created_at = excluded.created_at",
             )
@@ -450,11 +448,13 @@ impl Store for SqliteStore {
             .bind(now)
             .bind(&ctx.user_id)
             .bind(thread_id)
+            .bind(item_id)
             .execute(&mut *tx)
             .await?;
+            // Only items of this thread can be rated.
             if done.rows_affected() == 0 {
                 tx.rollback().await?;
-                return Err(Error::not_found("thread", thread_id));
+                return Err(Error::not_found("item", item_id.as_str()));
             }
         }
         tx.commit().await?;
