@@ -15,12 +15,14 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{Connection, Row};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The embedded SQLite migrations (`migrations/sqlite`).
@@ -38,6 +40,19 @@ const MAX_FILE_CONNECTIONS: u32 = 8;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// In-memory databases only: a connection outside the pool that keeps
+    /// the database alive when the pool replaces its connection (sqlx closes
+    /// a connection whose query was cancelled mid-way).
+    _keep_alive: Option<Arc<KeepAlive>>,
+}
+
+/// Holds a connection open for as long as any clone of the store lives.
+struct KeepAlive(std::sync::Mutex<SqliteConnection>);
+
+impl std::fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepAlive")
+    }
 }
 
 impl SqliteStore {
@@ -84,7 +99,10 @@ impl SqliteStore {
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await?;
         tracing::debug!("SQLite migrations applied");
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            _keep_alive: None,
+        })
     }
 
     /// The underlying connection pool.
@@ -92,10 +110,13 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// An in-memory database exists only while a connection to it is open, so
-    /// the pool holds exactly one connection that is never recycled.
+    /// An in-memory database exists only while a connection to it is open:
+    /// one connection is held outside the pool for the store's lifetime, and
+    /// the pool uses a single connection (shared-cache databases lock whole
+    /// tables, so more would only contend).
     async fn open_in_memory(options: SqliteConnectOptions) -> Result<Self> {
         let options = options.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
+        let keeper = SqliteConnection::connect_with(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -103,7 +124,11 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Self::from_pool(pool).await
+        let store = Self::from_pool(pool).await?;
+        Ok(Self {
+            _keep_alive: Some(Arc::new(KeepAlive(std::sync::Mutex::new(keeper)))),
+            ..store
+        })
     }
 
     /// `NotFound` unless the caller owns the thread.
