@@ -50,7 +50,7 @@ use std::collections::HashMap;
 
 /// One server-sent event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// The `event:` name, if any.
     pub event: Option<String>,
     /// The `data:` payload (several data lines joined with `\n`).
@@ -59,7 +59,7 @@ pub(crate) struct SseEvent {
 
 /// Splits a `text/event-stream` byte stream into events.
 #[derive(Debug, Default)]
-pub(crate) struct SseDecoder {
+pub struct SseDecoder {
     buf: Vec<u8>,
     data: Option<String>,
     event: Option<String>,
@@ -140,7 +140,7 @@ struct Slot {
 
 /// Accumulates the chunks of one streamed Chat Completions response.
 #[derive(Debug)]
-pub(crate) struct ChunkAccumulator {
+pub struct ChunkAccumulator {
     reasoning_fields: Vec<String>,
     fallback_id: String,
     response_id: Option<String>,

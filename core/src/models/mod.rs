@@ -200,7 +200,11 @@ pub trait Model: Send + Sync + 'static {
 pub mod scripted;
 pub use scripted::ScriptedModel;
 
-mod accumulate;
+/// The tolerant SSE/chunk accumulator behind [`OpenAiCompatible`]. Public
+/// only so that `core/benches` can measure it: hidden from the docs and not a
+/// stable API.
+#[doc(hidden)]
+pub mod accumulate;
 pub mod dialect;
 pub mod openai;
 pub use dialect::{AuthHeader, Dialect, ReasoningEcho};
