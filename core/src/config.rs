@@ -45,6 +45,11 @@ pub struct EngineConfig {
     /// (env `JWKS_REFRESH_SECS`).
     pub jwks_refresh_secs: u64,
 
+    /// Development and demos only: pause this many milliseconds before each
+    /// model event, so streaming can be watched with the instant offline
+    /// model (0 = off).
+    pub dev_token_delay_ms: u64,
+
     /// Model calls allowed per turn (env `MAX_TURNS`).
     pub max_turns: usize,
     /// Recent thread items the model sees (env `HISTORY_ITEMS`).
@@ -85,6 +90,7 @@ impl Default for EngineConfig {
             jwt_audience: Vec::new(),
             jwt_leeway_secs: 30,
             jwks_refresh_secs: 60,
+            dev_token_delay_ms: 0,
             max_turns: 10,
             history_items: 30,
             tool_timeout_secs: 30,

@@ -1,8 +1,8 @@
 // Browser test of the serve demo page: Debian's chromium driven by
 // playwright-core against a running `serve` (started by
-// scripts/stages/40-browser.sh in development identity mode with a slowed
-// stream, CHATKIT_DEV_STREAM_DELAY_MS, so that streaming and the stop
-// button can be watched).
+// scripts/stages/40-browser.sh in development identity mode with a paced
+// offline model, CHATKIT_DEV_STREAM_DELAY_MS, so that streaming can be
+// watched and a long answer stopped midway).
 //
 //   SERVE_URL=http://127.0.0.1:PORT node --test
 //
@@ -127,7 +127,7 @@ test("shows Urdu right to left", async () => {
   await shot("03-urdu");
 });
 
-test("the stop button aborts the response mid-stream", async () => {
+test("stopping a long answer midway keeps the partial text", async () => {
   await sendMessage("show my tasks");
   await page.waitForSelector(".msg.assistant.streaming");
   assert.ok(await page.isVisible("#stop"));
@@ -137,6 +137,24 @@ test("the stop button aborts the response mid-stream", async () => {
   assert.match(await page.textContent(".msg.assistant.stopped .note"), /stopped/i);
   assert.equal(await page.locator(".msg.assistant.streaming").count(), 0);
   await shot("04-stopped");
+
+  // The same question answered in full, for comparison.
+  await sendMessage("show my tasks");
+  await page.waitForSelector(".msg.assistant.streaming");
+  await waitIdle();
+  const full = (await page.locator(".msg.assistant").last().textContent()).trim();
+
+  // After a reload the thread shows what the server kept of the stopped
+  // answer: a non-empty beginning of the full one.
+  await page.reload();
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForSelector(".msg.user >> text=show my tasks");
+  const answers = await page.locator(".msg.assistant").allTextContents();
+  const kept = answers[answers.length - 2].trim();
+  assert.ok(kept.length > 0, "the partial answer was kept");
+  assert.ok(kept.length < full.length, `"${kept}" is shorter than "${full}"`);
+  assert.ok(full.startsWith(kept), `"${full}" starts with "${kept}"`);
+  await shot("04b-kept-after-reload");
 });
 
 test("offers a retry after a failed request, and the retry answers", async () => {

@@ -6,7 +6,7 @@ use crate::assistant::TaskAssistant;
 use crate::auth::JwtVerifier;
 use crate::config::EngineConfig;
 use crate::error::Result;
-use crate::models::{Dialect, Model, OpenAiCompatible, ScriptedModel};
+use crate::models::{Dialect, Model, OpenAiCompatible, Paced, ScriptedModel};
 use crate::store;
 use crate::tools::ToolSet;
 use crate::tools::tasks::task_tools;
@@ -14,8 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The model the configuration names: an OpenAI-compatible provider when an
-/// API key is set, else the offline [`ScriptedModel`].
+/// API key is set, else the offline [`ScriptedModel`]; paced when
+/// `dev_token_delay_ms` is set.
 pub fn model_from_config(config: &EngineConfig) -> Result<Arc<dyn Model>> {
+    let model = provider_model(config)?;
+    if config.dev_token_delay_ms == 0 {
+        return Ok(model);
+    }
+    Ok(Arc::new(Paced::new(
+        model,
+        Duration::from_millis(config.dev_token_delay_ms),
+    )))
+}
+
+fn provider_model(config: &EngineConfig) -> Result<Arc<dyn Model>> {
     let Some(api_key) = &config.openai_api_key else {
         return Ok(Arc::new(ScriptedModel));
     };

@@ -197,7 +197,9 @@ pub trait Model: Send + Sync + 'static {
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream>;
 }
 
+pub mod paced;
 pub mod scripted;
+pub use paced::Paced;
 pub use scripted::ScriptedModel;
 
 /// The tolerant SSE/chunk accumulator behind [`OpenAiCompatible`]. Public

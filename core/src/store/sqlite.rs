@@ -47,7 +47,9 @@ pub struct SqliteStore {
 }
 
 /// Holds a connection open for as long as any clone of the store lives.
-struct KeepAlive(std::sync::Mutex<SqliteConnection>);
+struct KeepAlive {
+    _connection: std::sync::Mutex<SqliteConnection>,
+}
 
 impl std::fmt::Debug for KeepAlive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,7 +128,9 @@ impl SqliteStore {
             .await?;
         let store = Self::from_pool(pool).await?;
         Ok(Self {
-            _keep_alive: Some(Arc::new(KeepAlive(std::sync::Mutex::new(keeper)))),
+            _keep_alive: Some(Arc::new(KeepAlive {
+                _connection: std::sync::Mutex::new(keeper),
+            })),
             ..store
         })
     }

@@ -50,7 +50,6 @@ struct Inner {
     dev: Option<DevIdentity>,
     sessions: Option<SessionClient>,
     max_body_bytes: usize,
-    dev_stream_delay: Duration,
     in_flight: InFlight,
 }
 
@@ -80,7 +79,6 @@ impl AppState {
                 dev,
                 sessions,
                 max_body_bytes: config.engine.max_body_bytes,
-                dev_stream_delay: config.dev_stream_delay,
                 in_flight: InFlight::default(),
             }),
         })
@@ -299,7 +297,7 @@ async fn chatkit(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         }
         Ok(chatkit_engine::Response::Stream(events)) => {
             tracing::info!(user_id = %user_id, "stream started");
-            sse_response(events, state.inner.dev_stream_delay, &state.inner.in_flight)
+            sse_response(events, &state.inner.in_flight)
         }
         Err(err) => error_response(&err),
     }

@@ -103,8 +103,8 @@ pub struct Args {
     pub chatkit_api_base: String,
 
     /// Development identity mode only: pause this many milliseconds before
-    /// each streamed event, to watch streaming (and the stop button) at
-    /// human speed with the instant offline model.
+    /// each model event, to watch streaming (and stop a long answer) at human
+    /// speed with the instant offline model.
     #[arg(long, env = "CHATKIT_DEV_STREAM_DELAY_MS", default_value_t = 0)]
     pub dev_stream_delay_ms: u64,
 
@@ -271,6 +271,7 @@ impl ServeConfig {
         if args.dev_stream_delay_ms > 5_000 {
             return Err("CHATKIT_DEV_STREAM_DELAY_MS must be at most 5000".into());
         }
+        engine.dev_token_delay_ms = args.dev_stream_delay_ms;
 
         let mut cors_origins = Vec::new();
         for origin in args.cors_origins.iter().map(|o| o.trim()) {

@@ -148,7 +148,7 @@ impl Server {
         }
         if !self.config.dev_stream_delay.is_zero() {
             lines.push(format!(
-                "  streaming:  slowed down by {} ms per event (CHATKIT_DEV_STREAM_DELAY_MS)",
+                "  streaming:  the model is slowed down by {} ms per event (CHATKIT_DEV_STREAM_DELAY_MS)",
                 self.config.dev_stream_delay.as_millis()
             ));
         }

@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The open streams: how many there are (so that shutdown can say what it
@@ -63,18 +62,8 @@ impl Drop for InFlightGuard {
 /// The HTTP response for an event stream: status 200,
 /// `text/event-stream; charset=utf-8`, `Cache-Control: no-cache`,
 /// `X-Accel-Buffering: no` (so nginx-style proxies do not hold frames back).
-///
-/// `delay` pauses before each frame (development identity mode only).
-pub fn sse_response(events: EventStream, delay: Duration, in_flight: &InFlight) -> Response {
-    let frames = events.sse();
-    let frames: Pin<Box<dyn Stream<Item = Bytes> + Send>> = if delay.is_zero() {
-        Box::pin(frames)
-    } else {
-        Box::pin(frames.then(move |frame| async move {
-            tokio::time::sleep(delay).await;
-            frame
-        }))
-    };
+pub fn sse_response(events: EventStream, in_flight: &InFlight) -> Response {
+    let frames: Pin<Box<dyn Stream<Item = Bytes> + Send>> = Box::pin(events.sse());
     let tracked = Tracked {
         frames,
         stop: Box::pin(in_flight.stop.clone().cancelled_owned()),
