@@ -242,10 +242,18 @@ async fn each_event_is_flushed_as_it_is_produced() {
     assert!(events.len() >= 10, "{} events", events.len());
     // Delivered one by one, not all at the end.
     assert!(arrivals.len() >= events.len() / 2, "{arrivals:?}");
+    // The paced model waits 80 ms before each text delta, and the deltas
+    // reach the client spread out by at least that much (a lower bound, so
+    // a slow machine cannot fail it).
+    let deltas = events
+        .iter()
+        .filter(|e| e["update"]["type"] == "assistant_message.content_part.text_delta")
+        .count() as u64;
+    assert!(deltas >= 3, "{deltas} text deltas");
     let first = arrivals[0];
     let last = *arrivals.last().unwrap();
     assert!(
-        last - first >= Duration::from_millis(80 * (events.len() as u64 - 2)),
+        last - first >= Duration::from_millis(80 * (deltas - 1)),
         "first {first:?}, last {last:?}"
     );
     server.stop().await.unwrap();
