@@ -23,6 +23,7 @@ pub mod sse;
 pub use app::{AppState, router};
 pub use config::{Args, IdentityMode, LogFormat, ServeConfig};
 
+use axum::serve::ListenerExt as _;
 use chatkit_engine::ChatEngine;
 use chatkit_engine::config::redact_url;
 use std::future::{Future, IntoFuture};
@@ -182,6 +183,13 @@ impl Server {
             );
             let _ = signalled_tx.send(());
         };
+        // Each SSE frame is a small write; without TCP_NODELAY, Nagle's
+        // algorithm and delayed ACKs hold frames back for ~40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(on_signal)
             .into_future();

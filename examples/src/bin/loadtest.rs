@@ -1,0 +1,826 @@
+//! `loadtest`: load for `serve` with a built-in OpenAI-compatible fake
+//! provider, and the check of the performance targets.
+//!
+//! ```text
+//! cargo build --release -p chatkit-engine-examples --bin serve --bin loadtest
+//! $CARGO_TARGET_DIR/release/loadtest --users 32 --turns 20          # starts serve itself
+//! $CARGO_TARGET_DIR/release/loadtest --open-streams 2000 --turns 0
+//! $CARGO_TARGET_DIR/release/loadtest --help
+//! ```
+//!
+//! Phases (each one skipped when its count is 0):
+//!
+//! 1. **turns**: `--users` concurrent users, each `--turns` turns (a
+//!    `threads.create`, then `threads.add_user_message`s); `--tool-ratio` of
+//!    the users ask for a tool on every turn (`create_task`/`list_tasks`).
+//!    Reports turns/s, time to response headers, to the first event, to the
+//!    first text delta and to the end of the turn (p50/p90/p99/max), errors
+//!    by kind, server CPU per turn and the server's RSS over the run.
+//! 2. **items.list**: one thread with at least 50 items, then
+//!    `--list-requests` sequential `items.list` calls of 50 items.
+//! 3. **open streams**: `--open-streams` turns held open by the fake
+//!    provider after their first text delta; the server's RSS growth divided
+//!    by the number of open streams.
+//!
+//! Without `--url` the tool starts the `serve` binary next to itself as a
+//! child process (fresh SQLite file in a temp directory unless
+//! `--database-url`), pointed at the fake provider, so it can read the
+//! server's CPU time and RSS from `/proc`. With `--url` it targets a running
+//! server (give `--server-pid` for CPU/RSS, `--jwt-secret` if it verifies
+//! HS256 tokens, and start it with `OPENAI_BASE_URL` set to the fake
+//! provider, whose port `--provider-port` fixes).
+
+// Shared with examples/tests/faults.rs, which uses parts this binary does not.
+#[allow(dead_code)]
+#[path = "../loadtest/mod.rs"]
+mod loadtest;
+
+use clap::Parser;
+use loadtest::client::{self, Samples, TurnOptions, TurnTiming};
+use loadtest::provider::{FakeProvider, HOLD_MARKER, ProviderConfig, TOOL_MARKER};
+use loadtest::server::{self, ServeChild};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+const CPU_TARGET_MS: f64 = 1.0;
+const FIRST_EVENT_P99_TARGET_MS: f64 = 10.0;
+const STREAM_RSS_TARGET_KIB: f64 = 20.0;
+const LIST_P99_TARGET_MS: f64 = 2.0;
+
+/// Load for `serve` with a built-in fake model provider (loopback only).
+#[derive(Clone, Debug, Parser)]
+#[command(name = "loadtest", max_term_width = 100)]
+struct Args {
+    /// Target a running server (http://127.0.0.1:PORT) instead of starting
+    /// `serve`. Only loopback addresses are accepted.
+    #[arg(long)]
+    url: Option<String>,
+
+    /// With --url: the server's process id, to read its CPU time and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+
+    /// Sign HS256 tokens with this secret (the server's JWT_SECRET) instead
+    /// of using the development sign-in (`POST /api/dev/token`).
+    #[arg(long, hide_env_values = true)]
+    jwt_secret: Option<String>,
+
+    /// The `serve` binary to start (default: next to this binary).
+    #[arg(long)]
+    serve_bin: Option<PathBuf>,
+
+    /// DATABASE_URL of the started server (default: a new SQLite file in a
+    /// temporary directory).
+    #[arg(long)]
+    database_url: Option<String>,
+
+    /// RUST_LOG of the started server (its log goes to a file in the
+    /// temporary directory).
+    #[arg(long, default_value = "warn")]
+    server_log: String,
+
+    /// Concurrent users of the turns phase.
+    #[arg(long, default_value_t = 32)]
+    users: usize,
+
+    /// Turns per user (0 skips the phase).
+    #[arg(long, default_value_t = 10)]
+    turns: usize,
+
+    /// Share of users whose turns call a tool (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.5)]
+    tool_ratio: f64,
+
+    /// Text tokens per fake answer.
+    #[arg(long, default_value_t = 20)]
+    answer_tokens: usize,
+
+    /// Pause of the fake provider before each text token, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    token_delay_ms: u64,
+
+    /// Port of the fake provider (0 picks one; fix it when the server is
+    /// started by hand with OPENAI_BASE_URL=http://127.0.0.1:PORT/v1).
+    #[arg(long, default_value_t = 0)]
+    provider_port: u16,
+
+    /// `items.list` requests of 50 items to time (0 skips the phase).
+    #[arg(long, default_value_t = 0)]
+    list_requests: usize,
+
+    /// Streams to hold open at once (0 skips the phase).
+    #[arg(long, default_value_t = 0)]
+    open_streams: usize,
+
+    /// Per-request time limit, in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("loadtest: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the server under load runs and how to call it.
+struct Target {
+    base: String,
+    pid: Option<u32>,
+    child: Option<ServeChild>,
+    jwt_secret: Option<String>,
+    database: String,
+}
+
+struct Report {
+    lines: Vec<String>,
+    targets: Vec<String>,
+}
+
+impl Report {
+    fn line(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        println!("{line}");
+        self.lines.push(line);
+    }
+
+    fn target(&mut self, name: &str, value: Option<f64>, limit: f64, unit: &str, note: &str) {
+        let line = match value {
+            Some(v) => format!(
+                "  {name:<44} {v:>9.3} {unit:<4} target < {limit} {unit}: {}{note}",
+                if v < limit { "MET" } else { "MISSED" }
+            ),
+            None => format!("  {name:<44} not measured{note}"),
+        };
+        self.targets.push(line);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    raise_nofile_limit();
+    let timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let provider = FakeProvider::start(
+        ProviderConfig {
+            answer_tokens: args.answer_tokens.max(1),
+            token_delay: Duration::from_millis(args.token_delay_ms),
+        },
+        args.provider_port,
+    )
+    .await
+    .map_err(|e| format!("cannot start the fake provider: {e}"))?;
+    let tmp = std::env::temp_dir().join(format!("chatkit-loadtest-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+
+    let mut target = start_target(&args, &provider, &tmp)?;
+    let http = client::http_client()?;
+    wait_ready(&http, &target.base, timeout).await?;
+
+    let mut report = Report {
+        lines: Vec::new(),
+        targets: Vec::new(),
+    };
+    report.line(format!(
+        "loadtest: server {} (pid {}), database {}, fake provider {} ({} tokens, {} ms/token)",
+        target.base,
+        target
+            .pid
+            .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        target.database,
+        provider.base_url(),
+        args.answer_tokens.max(1),
+        args.token_delay_ms
+    ));
+    if let Some(pid) = target.pid {
+        report.line(format!(
+            "server at start: RSS {} KiB",
+            server::rss_kib(pid).unwrap_or(0)
+        ));
+    }
+
+    let result = async {
+        if args.turns > 0 && args.users > 0 {
+            turns_phase(&args, &target, &http, &provider, timeout, &mut report).await?;
+        }
+        if args.list_requests > 0 {
+            list_phase(&args, &target, &http, timeout, &mut report).await?;
+        }
+        if args.open_streams > 0 {
+            streams_phase(&args, &target, &http, &provider, timeout, &mut report).await?;
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+
+    println!("\ntargets (checked by this tool, never by timed tests):");
+    for line in &report.targets {
+        println!("{line}");
+    }
+    provider.release_held();
+    if let Some(mut child) = target.child.take() {
+        child.terminate(Duration::from_secs(10));
+    }
+    provider.stop();
+    if result.is_ok() && args.database_url.is_none() && args.url.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    } else {
+        println!("server log and data kept in {}", tmp.display());
+    }
+    result
+}
+
+fn start_target(
+    args: &Args,
+    provider: &FakeProvider,
+    tmp: &std::path::Path,
+) -> Result<Target, String> {
+    if let Some(url) = &args.url {
+        let url = url.trim_end_matches('/').to_owned();
+        let host = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .ok_or("--url must be http://127.0.0.1:PORT (loopback only)")?;
+        let loopback =
+            host.starts_with("127.") || host.starts_with("[::1]") || host.starts_with("localhost");
+        if !loopback {
+            return Err(format!("--url must be a loopback address (got {url})"));
+        }
+        println!(
+            "targeting {url}; its OPENAI_BASE_URL must be {} (use --provider-port to fix the port)",
+            provider.base_url()
+        );
+        return Ok(Target {
+            base: url,
+            pid: args.server_pid,
+            child: None,
+            jwt_secret: args.jwt_secret.clone(),
+            database: "(the server's)".into(),
+        });
+    }
+    let bin = match &args.serve_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find this binary: {e}"))?
+            .with_file_name("serve"),
+    };
+    let database = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/chatkit.db", tmp.display()));
+    let secret = match &args.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => random_secret()?,
+    };
+    let env = [
+        ("DATABASE_URL", database.clone()),
+        ("OPENAI_API_KEY", "loadtest-key".to_owned()),
+        ("OPENAI_BASE_URL", provider.base_url()),
+        ("CHAT_MODEL", "loadtest-model".to_owned()),
+        ("JWT_SECRET", secret.clone()),
+        ("RUST_LOG", args.server_log.clone()),
+        ("SHUTDOWN_GRACE_SECS", "5".to_owned()),
+    ];
+    let log = tmp.join("serve.log");
+    let child = ServeChild::spawn(&bin, &env, &log, Duration::from_secs(60)).map_err(|e| {
+        format!("{e}\n(build it with `cargo build --release -p chatkit-engine-examples --bin serve`, or pass --serve-bin)")
+    })?;
+    Ok(Target {
+        base: child.base_url(),
+        pid: Some(child.pid()),
+        child: Some(child),
+        jwt_secret: Some(secret),
+        database: chatkit_engine::config::redact_url(&database),
+    })
+}
+
+fn random_secret() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Raises the soft open-files limit to the hard one (inherited by the
+/// started server); each open stream costs two descriptors on each side.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            println!("open files limit raised from {current} to {maximum}");
+        }
+    }
+}
+
+fn nofile_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ok = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{base}/readyz did not answer 200 within {timeout:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn token_for(http: &reqwest::Client, target: &Target, user: &str) -> Result<String, String> {
+    match &target.jwt_secret {
+        Some(secret) => client::sign_token(secret, user),
+        None => client::dev_token(http, &target.base, user).await,
+    }
+}
+
+fn run_id() -> String {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Default)]
+struct PhaseStats {
+    headers: Samples,
+    first_event: Samples,
+    first_delta: Samples,
+    end: Samples,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl PhaseStats {
+    fn add(&mut self, t: &TurnTiming) {
+        match &t.error {
+            Some(kind) => *self.errors.entry(kind.clone()).or_default() += 1,
+            None => {
+                self.ok += 1;
+                if let Some(d) = t.headers {
+                    self.headers.push(d);
+                }
+                if let Some(d) = t.first_event {
+                    self.first_event.push(d);
+                }
+                if let Some(d) = t.first_delta {
+                    self.first_delta.push(d);
+                }
+                if let Some(d) = t.end {
+                    self.end.push(d);
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: PhaseStats) {
+        self.headers.extend(&other.headers);
+        self.first_event.extend(&other.first_event);
+        self.first_delta.extend(&other.first_delta);
+        self.end.extend(&other.end);
+        self.ok += other.ok;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+}
+
+async fn turns_phase(
+    args: &Args,
+    target: &Target,
+    http: &reqwest::Client,
+    provider: &FakeProvider,
+    timeout: Duration,
+    report: &mut Report,
+) -> Result<(), String> {
+    let run = run_id();
+    let url = format!("{}/chatkit", target.base);
+    let tool_users = ((args.users as f64) * args.tool_ratio.clamp(0.0, 1.0)).round() as usize;
+    let mut tokens = Vec::with_capacity(args.users);
+    for i in 0..args.users {
+        tokens.push(token_for(http, target, &format!("load-{run}-{i}")).await?);
+    }
+    let total = (args.users * args.turns) as u64;
+    report.line(format!(
+        "\n== turns: {} users x {} turns = {total} turns ({tool_users} users call a tool every turn)",
+        args.users, args.turns
+    ));
+
+    let done = Arc::new(AtomicU64::new(0));
+    let calls_before = provider.calls();
+    let cpu_before = target.pid.and_then(server::cpu_time);
+    let rss_before = target.pid.and_then(server::rss_kib);
+    let sampler = target.pid.map(|pid| {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut samples: Vec<(u64, u64)> = Vec::new();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(rss) = server::rss_kib(pid) else {
+                    break;
+                };
+                let n = done.load(Ordering::Relaxed);
+                samples.push((n, rss));
+                if n >= total {
+                    break;
+                }
+            }
+            samples
+        })
+    });
+
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(args.users);
+    for (i, token) in tokens.into_iter().enumerate() {
+        let http = http.clone();
+        let url = url.clone();
+        let done = Arc::clone(&done);
+        let turns = args.turns;
+        let tool = i < tool_users;
+        handles.push(tokio::spawn(async move {
+            let mut stats = PhaseStats::default();
+            let mut thread_id: Option<String> = None;
+            let options = TurnOptions {
+                timeout,
+                stop_at_first_delta: false,
+            };
+            for t in 0..turns {
+                let text = if tool {
+                    format!("{TOOL_MARKER} please add task number {t}")
+                } else {
+                    format!("hello, this is message {t}")
+                };
+                let body = match &thread_id {
+                    Some(id) => client::add_message_body(id, &text),
+                    None => client::create_body(&text),
+                };
+                let (timing, _) = client::stream_turn(&http, &url, &token, body, options).await;
+                if thread_id.is_none() {
+                    thread_id.clone_from(&timing.thread_id);
+                }
+                stats.add(&timing);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            stats
+        }));
+    }
+    let mut stats = PhaseStats::default();
+    for handle in handles {
+        match handle.await {
+            Ok(s) => stats.merge(s),
+            Err(err) => {
+                *stats
+                    .errors
+                    .entry(format!("task_failed: {err}"))
+                    .or_default() += 1
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let cpu_after = target.pid.and_then(server::cpu_time);
+    let rss_after = target.pid.and_then(server::rss_kib);
+    let samples = match sampler {
+        Some(handle) => handle.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+
+    let failed: u64 = stats.errors.values().sum();
+    report.line(format!(
+        "wall {:.2} s, {} ok, {failed} failed, {:.1} turns/s; {} model calls ({} tool calls in total)",
+        wall.as_secs_f64(),
+        stats.ok,
+        stats.ok as f64 / wall.as_secs_f64().max(1e-9),
+        provider.calls() - calls_before,
+        provider.tool_calls()
+    ));
+    report.line("latency, ms (from request sent):");
+    report.line(format!("  response headers  {}", stats.headers.summary()));
+    report.line(format!(
+        "  first event       {}",
+        stats.first_event.summary()
+    ));
+    report.line(format!(
+        "  first text delta  {}",
+        stats.first_delta.summary()
+    ));
+    report.line(format!("  end of turn       {}", stats.end.summary()));
+    if stats.errors.is_empty() {
+        report.line("errors: none");
+    } else {
+        report.line("errors by kind:");
+        for (kind, n) in &stats.errors {
+            report.line(format!("  {kind:<40} {n}"));
+        }
+    }
+    let cpu_per_turn = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if stats.ok > 0 => {
+            let ms = (b.saturating_sub(a)).as_secs_f64() * 1000.0 / (stats.ok + failed) as f64;
+            report.line(format!(
+                "server CPU: {:.0} ms over the phase = {ms:.3} ms per turn ({:.0}% of one core; \
+                 /proc tick {} ms)",
+                b.saturating_sub(a).as_secs_f64() * 1000.0,
+                b.saturating_sub(a).as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9),
+                1000 / server::clock_ticks_per_sec()
+            ));
+            Some(ms)
+        }
+        _ => {
+            report.line("server CPU: unknown (no server pid)");
+            None
+        }
+    };
+    if let (Some(a), Some(b)) = (rss_before, rss_after) {
+        report.line(format!("server RSS: {a} KiB before, {b} KiB after"));
+    }
+    let growth = memory_growth(&samples, total, report);
+    let db = if target.database.starts_with("sqlite") {
+        " (SQLite: database work is inside the server process)"
+    } else {
+        ""
+    };
+    report.target("engine CPU per turn", cpu_per_turn, CPU_TARGET_MS, "ms", db);
+    let at = if args.users == 32 {
+        String::new()
+    } else {
+        format!(" (at {} users, target is for 32)", args.users)
+    };
+    report.target(
+        "p99 time to first event (32 users, loopback)",
+        stats.first_event.percentile_ms(99.0),
+        FIRST_EVENT_P99_TARGET_MS,
+        "ms",
+        &at,
+    );
+    match growth {
+        Some((kib, turns)) => report.targets.push(format!(
+            "  {:<44} {kib:>+9} KiB between the first 20% and the end of {turns} turns (target: none over 100,000 turns)",
+            "memory growth"
+        )),
+        None => report.targets.push(format!("  {:<44} not measured", "memory growth")),
+    }
+    Ok(())
+}
+
+/// RSS after 20% of the turns (warm-up) and at the end; prints the curve.
+fn memory_growth(samples: &[(u64, u64)], total: u64, report: &mut Report) -> Option<(i64, u64)> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let mut curve = Vec::new();
+    for tenth in 1..=10u64 {
+        let mark = total * tenth / 10;
+        if let Some((n, rss)) = samples.iter().find(|(n, _)| *n >= mark) {
+            curve.push(format!("{n}:{rss}"));
+        }
+    }
+    report.line(format!("server RSS (turns:KiB) {}", curve.join(" ")));
+    let warm = samples.iter().find(|(n, _)| *n >= total / 5)?;
+    let last = samples.last()?;
+    Some((last.1 as i64 - warm.1 as i64, last.0))
+}
+
+async fn list_phase(
+    args: &Args,
+    target: &Target,
+    http: &reqwest::Client,
+    timeout: Duration,
+    report: &mut Report,
+) -> Result<(), String> {
+    let url = format!("{}/chatkit", target.base);
+    let token = token_for(http, target, &format!("load-list-{}", run_id())).await?;
+    let options = TurnOptions {
+        timeout,
+        stop_at_first_delta: false,
+    };
+    let (first, _) =
+        client::stream_turn(http, &url, &token, client::create_body("hello"), options).await;
+    let thread_id = first
+        .thread_id
+        .ok_or_else(|| format!("items.list phase: threads.create failed: {:?}", first.error))?;
+    // Each turn adds the user message and the answer.
+    let mut items = 0usize;
+    for i in 0..60 {
+        let body = client::items_list_body(&thread_id, 50);
+        let (_, page) = client::json_request(http, &url, &token, body, timeout)
+            .await
+            .map_err(|e| format!("items.list failed: {e}"))?;
+        items = page["data"].as_array().map_or(0, Vec::len);
+        if items >= 50 {
+            break;
+        }
+        let body = client::add_message_body(&thread_id, &format!("message {i}"));
+        let (t, _) = client::stream_turn(http, &url, &token, body, options).await;
+        if let Some(err) = t.error {
+            return Err(format!("items.list phase: turn failed: {err}"));
+        }
+    }
+    if items < 50 {
+        return Err(format!(
+            "items.list phase: the thread has only {items} items"
+        ));
+    }
+    report.line(format!(
+        "\n== items.list: {} sequential requests of 50 items (database {})",
+        args.list_requests, target.database
+    ));
+    let mut samples = Samples::default();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..(args.list_requests + 20) {
+        let body = client::items_list_body(&thread_id, 50);
+        match client::json_request(http, &url, &token, body, timeout).await {
+            Ok((elapsed, _)) if i >= 20 => samples.push(elapsed),
+            Ok(_) => {}
+            Err(e) => *errors.entry(e).or_default() += 1,
+        }
+    }
+    report.line(format!("  items.list (50)   {}", samples.summary()));
+    if !errors.is_empty() {
+        report.line(format!("  errors: {errors:?}"));
+    }
+    let note = if target.database.starts_with("postgres") {
+        String::new()
+    } else {
+        format!(
+            " (on {}, target is for Postgres)",
+            target.database.split(':').next().unwrap_or("?")
+        )
+    };
+    report.target(
+        "items.list of 50 items p99 (Postgres)",
+        samples.percentile_ms(99.0),
+        LIST_P99_TARGET_MS,
+        "ms",
+        &note,
+    );
+    Ok(())
+}
+
+async fn streams_phase(
+    args: &Args,
+    target: &Target,
+    http: &reqwest::Client,
+    provider: &FakeProvider,
+    timeout: Duration,
+    report: &mut Report,
+) -> Result<(), String> {
+    let n = args.open_streams;
+    if let Some(limit) = nofile_limit() {
+        // Each stream: client socket + provider socket here, and the same
+        // two in the server.
+        let needed = 2 * n as u64 + 200;
+        if needed > limit {
+            return Err(format!(
+                "{n} open streams need about {needed} open files per process; the limit is {limit} \
+                 (raise `ulimit -n` or open fewer streams)"
+            ));
+        }
+    }
+    let url = format!("{}/chatkit", target.base);
+    let run = run_id();
+    let users = n.div_ceil(10).max(1);
+    let mut tokens = Vec::with_capacity(users);
+    for i in 0..users {
+        tokens.push(token_for(http, target, &format!("stream-{run}-{i}")).await?);
+    }
+    report.line(format!(
+        "\n== open streams: {n} turns held open after their first text delta ({users} users)"
+    ));
+    // Let the allocator settle after earlier phases.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = target.pid.and_then(server::rss_kib);
+    let fds_before = target.pid.and_then(server::open_fds);
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(64));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let http = http.clone();
+        let url = url.clone();
+        let token = tokens[i % users].clone();
+        let gate = Arc::clone(&gate);
+        handles.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let options = TurnOptions {
+                timeout,
+                stop_at_first_delta: true,
+            };
+            let body = client::create_body(&format!("{HOLD_MARKER} stream {i}"));
+            let (timing, open) = client::stream_turn(&http, &url, &token, body, options).await;
+            drop(permit);
+            (timing, open)
+        }));
+    }
+    let mut open = Vec::with_capacity(n);
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut first_delta = Samples::default();
+    for handle in handles {
+        match handle.await {
+            Ok((timing, Some(res))) => {
+                if let Some(d) = timing.first_delta {
+                    first_delta.push(d);
+                }
+                open.push(res);
+            }
+            Ok((timing, None)) => {
+                let kind = timing.error.unwrap_or_else(|| "ended_early".into());
+                *errors.entry(kind).or_default() += 1;
+            }
+            Err(err) => *errors.entry(format!("task_failed: {err}")).or_default() += 1,
+        }
+    }
+    let opened_in = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_open = target.pid.and_then(server::rss_kib);
+    let fds_open = target.pid.and_then(server::open_fds);
+    report.line(format!(
+        "{} streams open after {:.2} s; time to first text delta {}",
+        open.len(),
+        opened_in.as_secs_f64(),
+        first_delta.summary()
+    ));
+    if !errors.is_empty() {
+        report.line(format!("errors while opening: {errors:?}"));
+    }
+    let per_stream = match (rss_before, rss_open) {
+        (Some(a), Some(b)) if !open.is_empty() => {
+            let per = (b as f64 - a as f64) / open.len() as f64;
+            report.line(format!(
+                "server RSS {a} KiB before, {b} KiB with the streams open: {per:.1} KiB per open \
+                 stream; server open files {} -> {}",
+                fds_before.unwrap_or(0),
+                fds_open.unwrap_or(0)
+            ));
+            Some(per)
+        }
+        _ => None,
+    };
+
+    // Let the held answers finish and read every stream to its end.
+    provider.release_held();
+    let count = open.len();
+    let mut drains = Vec::with_capacity(count);
+    for mut res in open {
+        drains.push(tokio::spawn(async move {
+            let read = async {
+                let mut errored = false;
+                loop {
+                    match res.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if chunk.windows(16).any(|w| w == b"{\"type\":\"error\"") {
+                                errored = true;
+                            }
+                        }
+                        Ok(None) => return !errored,
+                        Err(_) => return false,
+                    }
+                }
+            };
+            tokio::time::timeout(timeout, read).await.unwrap_or(false)
+        }));
+    }
+    let mut finished = 0usize;
+    for handle in drains {
+        if handle.await.unwrap_or(false) {
+            finished += 1;
+        }
+    }
+    report.line(format!(
+        "released: {finished} of {count} streams finished cleanly; server RSS afterwards {} KiB",
+        target.pid.and_then(server::rss_kib).unwrap_or(0)
+    ));
+    let note = if n < 10_000 {
+        format!(" ({n} streams; target is for 10,000)")
+    } else {
+        String::new()
+    };
+    report.target(
+        "RSS per open stream",
+        per_stream,
+        STREAM_RSS_TARGET_KIB,
+        "KiB",
+        &note,
+    );
+    Ok(())
+}
