@@ -50,6 +50,7 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod language;
 pub mod models;
 pub mod protocol;

@@ -215,21 +215,5 @@ impl RemoteJwks {
 
 /// An HTTP client with rustls (ring) and the web PKI roots.
 fn http_client(timeout: Duration) -> Result<reqwest::Client> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    // ring, as the rest of the workspace uses (no aws-lc C build).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .user_agent(concat!("chatkit-engine/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Config(format!("HTTP client setup failed: {e}")))
+    crate::http::client(|builder| builder.connect_timeout(timeout).timeout(timeout))
 }

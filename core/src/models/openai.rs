@@ -349,23 +349,7 @@ impl OpenAiCompatibleBuilder {
 }
 
 fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    // ring, as sqlx uses in this workspace (no aws-lc C build). rustls
-    // 0.23.48 deprecates it only for lacking post-quantum key exchange.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(connect_timeout)
-        .user_agent(concat!("chatkit-engine/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Config(format!("HTTP client setup failed: {e}")))
+    crate::http::client(|builder| builder.connect_timeout(connect_timeout))
 }
 
 /// A [`Model`] speaking streamed Chat Completions to any OpenAI-compatible

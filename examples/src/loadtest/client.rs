@@ -6,31 +6,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An HTTP client for loopback load: no overall timeout (callers bound each
 /// request), no idle-connection limit, TLS set up like `serve`'s own client.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    // ring, as the rest of the workspace uses (no aws-lc C build).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    let builder = chatkit_engine::http::client_builder().map_err(|e| e.to_string())?;
+    builder
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
-        .user_agent(concat!(
-            "chatkit-engine-loadtest/",
-            env!("CARGO_PKG_VERSION")
-        ))
         .build()
         .map_err(|e| format!("HTTP client setup failed: {e}"))
 }

@@ -123,21 +123,10 @@ impl SessionClient {
 /// An HTTP client (rustls with ring and the webpki roots; 10 s connect and
 /// 30 s overall timeouts).
 pub fn http_client() -> Result<reqwest::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    // ring, as the rest of the workspace uses (no aws-lc C build).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+    let builder = chatkit_engine::http::client_builder().map_err(|e| e.to_string())?;
+    builder
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
-        .user_agent(concat!("chatkit-engine-serve/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("HTTP client setup failed: {e}"))
 }

@@ -727,21 +727,7 @@ fn header_pair(name: &str, value: &str) -> Result<(http::HeaderName, http::Heade
 /// The HTTP client of MCP connections (rustls with ring and the webpki
 /// roots, like the model client).
 fn http_client() -> Result<reqwest::Client> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("chatkit-engine/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Config(format!("HTTP client setup failed: {e}")))
+    crate::http::client(|builder| builder.connect_timeout(Duration::from_secs(10)))
 }
 
 /// `reqwest::Client` plus the per-call headers a request carries in its
