@@ -779,10 +779,9 @@ async fn first_token_timeout() {
         .first_token_timeout(ms(150))
         .build()
         .unwrap();
-    let started = Instant::now();
+    // A timeout error (not the late text) shows the deadline fired.
     let err = run(&model, user("x")).await.unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
-    assert!(started.elapsed() < ms(1500));
 
     // Headers arrive, but no chunk: same timeout; retried before the first token.
     let server = OpenAiServer::start([
@@ -808,7 +807,6 @@ async fn idle_timeout_after_text_is_an_error_item() {
     ])
     .await;
     let model = client(&server).idle_timeout(ms(150)).build().unwrap();
-    let started = Instant::now();
     let items = run(&model, user("x")).await.unwrap();
     assert!(matches!(&items[0], Ok(ModelEvent::TextDelta(t)) if t == "Hel"));
     assert!(
@@ -816,7 +814,6 @@ async fn idle_timeout_after_text_is_an_error_item() {
         "{items:?}"
     );
     assert_eq!(items.len(), 2);
-    assert!(started.elapsed() < ms(1500));
     assert_eq!(server.request_count(), 1);
 }
 
