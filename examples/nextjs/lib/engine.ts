@@ -7,9 +7,10 @@ import { ChatEngine, type RequestContext } from "chatkit-engine";
  * - `OPENAI_API_KEY` / `OPENAI_BASE_URL` / `CHAT_MODEL`: the model (without
  *   a key the offline scripted model answers)
  * - `JWKS_URL` (Better Auth: `https://<app>/api/auth/jwks`) or `JWT_SECRET`
- *   (HS256): how Bearer tokens are verified
- * - `CHATKIT_DEMO_USER`: development only: with no JWT configuration, every
- *   request is this user (never set it in production)
+ *   (HS256): how Bearer tokens are verified; `JWT_ISSUER` / `JWT_AUDIENCE`
+ *   (Better Auth: both the app's base URL) are checked when set
+ * - `CHATKIT_DEMO_USER`: `next dev` only: with no JWT configuration, every
+ *   request is this user (ignored when NODE_ENV is production)
  */
 let engine: Promise<ChatEngine> | undefined;
 
@@ -21,6 +22,11 @@ export function getEngine(): Promise<ChatEngine> {
     chatModel: process.env.CHAT_MODEL || null,
     jwksUrl: process.env.JWKS_URL || null,
     jwtSecret: process.env.JWT_SECRET || null,
+    jwtIssuer: process.env.JWT_ISSUER || null,
+    jwtAudience: (process.env.JWT_AUDIENCE || "")
+      .split(",")
+      .map((aud) => aud.trim())
+      .filter(Boolean),
   }).catch((err: unknown) => {
     engine = undefined; // retry on the next request
     throw err;
@@ -28,10 +34,18 @@ export function getEngine(): Promise<ChatEngine> {
   return engine;
 }
 
-/** The fixed development user, when `CHATKIT_DEMO_USER` is set and no JWT config is. */
+/**
+ * The fixed development user, when `CHATKIT_DEMO_USER` is set, no JWT
+ * configuration is, and the app is not running as a production build.
+ */
 export function demoUser(): RequestContext | undefined {
   const userId = process.env.CHATKIT_DEMO_USER;
-  if (!userId || process.env.JWKS_URL || process.env.JWT_SECRET) {
+  if (
+    !userId ||
+    process.env.NODE_ENV === "production" ||
+    process.env.JWKS_URL ||
+    process.env.JWT_SECRET
+  ) {
     return undefined;
   }
   return { userId };
