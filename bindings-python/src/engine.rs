@@ -5,7 +5,7 @@ use crate::runtime::future_into_py;
 use crate::tools::{LoopGuard, LoopRegistry, PyTool};
 use bytes::Bytes;
 use chatkit_engine::engine::{Response, SseStream};
-use chatkit_engine::tools::{ToolContext, ToolSet, task_tools};
+use chatkit_engine::tools::ToolSet;
 use chatkit_engine::{ChatEngine as CoreEngine, EngineConfig};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
@@ -254,27 +254,15 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let arguments: serde_json::Value = serde_json::from_str(arguments_json)
             .map_err(|err| to_py_err(chatkit_engine::Error::invalid(err)))?;
-        let ctx = ToolContext {
-            request: ctx.to_core(),
-            call_id: "host".to_owned(),
-        };
+        let ctx = ctx.to_core();
         let core = self.core();
         future_into_py(py, async move {
             let engine = core.await?;
-            let store = engine.task_store().cloned().ok_or_else(|| {
-                to_py_err(chatkit_engine::Error::NotSupported(
-                    "this engine has no task store".into(),
-                ))
-            })?;
-            let tools = task_tools(store);
-            let tool = tools
-                .get(&name)
-                .ok_or_else(|| to_py_err(chatkit_engine::Error::not_found("tool", name.clone())))?;
-            let output = tool.call(arguments, &ctx).await.map_err(to_py_err)?;
-            Ok(JsonText(match output.structured {
-                Some(value) => value.to_string(),
-                None => serde_json::Value::String(output.content).to_string(),
-            }))
+            let result = engine
+                .run_task_tool(&name, arguments, &ctx)
+                .await
+                .map_err(to_py_err)?;
+            Ok(JsonText(result.to_string()))
         })
     }
 

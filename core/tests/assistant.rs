@@ -305,3 +305,47 @@ async fn the_first_turn_titles_the_thread_and_later_turns_keep_it() {
     assert!(next.iter().all(|e| e["type"] != "thread.updated"));
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn hosts_run_the_task_tools_directly_on_the_same_table_the_chat_uses() {
+    let config = chatkit_engine::EngineConfig {
+        database_url: "sqlite::memory:".into(),
+        ..chatkit_engine::EngineConfig::default()
+    };
+    let engine = ChatEngine::from_config(config).await.unwrap();
+    let alice = RequestContext::new("alice");
+    let created = engine
+        .run_task_tool(
+            "create_task",
+            json!({"title": "file taxes", "priority": "high"}),
+            &alice,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created["success"], true);
+    assert_eq!(created["data"]["priority"], "high");
+
+    let listed = answer(&wire(
+        &call_stream(&engine, "alice", create("show my tasks")).await,
+    ));
+    assert!(listed.contains("file taxes"), "{listed}");
+
+    let refused = engine
+        .run_task_tool("get_task", json!({"task_id": "nope"}), &alice)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        json!({"success": false, "error": "Invalid task ID format"})
+    );
+    let bob = engine
+        .run_task_tool("list_tasks", json!({}), &RequestContext::new("bob"))
+        .await
+        .unwrap();
+    assert_eq!(bob["data"], json!([]));
+    let err = engine
+        .run_task_tool("format_disk", json!({}), &alice)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "not_found");
+}

@@ -98,3 +98,33 @@ impl ChatEngine {
         builder.build()
     }
 }
+
+impl ChatEngine {
+    /// Runs one of the 7 task tools directly for `ctx`'s user, outside any
+    /// chat turn: what a host's task REST routes call so that the UI and the
+    /// assistant share one table and one set of validation rules. Returns the
+    /// tool's `{"success": ..., "data" | "error": ...}` result.
+    pub async fn run_task_tool(
+        &self,
+        name: &str,
+        arguments: serde_json::Value,
+        ctx: &crate::context::RequestContext,
+    ) -> Result<serde_json::Value> {
+        let store = self
+            .task_store()
+            .cloned()
+            .ok_or_else(|| crate::Error::NotSupported("this engine has no task store".into()))?;
+        let tools = task_tools(store);
+        let tool = tools
+            .get(name)
+            .ok_or_else(|| crate::Error::not_found("tool", name))?;
+        let tool_ctx = crate::tools::ToolContext {
+            request: ctx.clone(),
+            call_id: "host".to_owned(),
+        };
+        let output = tool.call(arguments, &tool_ctx).await?;
+        Ok(output
+            .structured
+            .unwrap_or(serde_json::Value::String(output.content)))
+    }
+}
