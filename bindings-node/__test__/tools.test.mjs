@@ -65,3 +65,16 @@ test("a JS tool may return plain text", async () => {
   // The scripted model cannot read plain text as a task result and says so.
   assert.equal(assistantTexts(events).length, 1);
 });
+
+test("a host runs the task tools directly on the table the chat uses", async () => {
+  const engine = await ChatEngine.create({ databaseUrl: sqliteUrl() });
+  const user = { userId: newUser() };
+  const created = await engine.runTaskTool("create_task", { title: "file taxes", priority: "high" }, user);
+  assert.equal(created.success, true);
+  assert.equal(created.data.title, "file taxes");
+  const events = await collect(await engine.process(create("show my tasks"), user));
+  assert.match(assistantTexts(events).join(" "), /file taxes/);
+  const other = await engine.runTaskTool("list_tasks", {}, { userId: newUser() });
+  assert.deepEqual(other.data, []);
+  await assert.rejects(engine.runTaskTool("format_disk", {}, user), (err) => err.code === "not_found");
+});

@@ -90,6 +90,18 @@ export class ChatEngine {
   }
 
   /**
+   * Runs one of the 7 task tools (`create_task`, `list_tasks`, `get_task`,
+   * `update_task`, `delete_task`, `toggle_complete`, `get_stats`) for
+   * `context` outside any chat turn, so a host's task REST routes share the
+   * chat's table and validation. Resolves to the tool's
+   * `{success, data | error}` result.
+   */
+  async runTaskTool(name: string, args: Record<string, unknown>, context: RequestContext): Promise<unknown> {
+    const text = await native(this.#native.runTaskTool(name, JSON.stringify(args ?? {}), context));
+    return JSON.parse(text);
+  }
+
+  /**
    * Handles one ChatKit request body for `context`. Rejections (a
    * `ChatKitError`) happened before any byte was streamed; failures during
    * a stream are `error` events inside it.

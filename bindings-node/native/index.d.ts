@@ -32,6 +32,12 @@ export declare class NativeEngine {
    */
   authenticate(authorization?: string | undefined | null): Promise<RequestContext>
   /**
+   * Runs one of the 7 task tools for `context` outside any chat turn (for
+   * a host's task REST routes) and returns its JSON result text
+   * (`{"success": ..., "data" | "error": ...}`).
+   */
+  runTaskTool(name: string, argumentsJson: string, context: RequestContext): Promise<string>
+  /**
    * Handles one ChatKit request body for `context`. Rejections happened
    * before any byte was streamed (map them to HTTP with the error's
    * status); later failures are `error` events inside the stream.

@@ -72,6 +72,26 @@ impl NativeEngine {
             .map_err(to_js_error)
     }
 
+    /// Runs one of the 7 task tools for `context` outside any chat turn (for
+    /// a host's task REST routes) and returns its JSON result text
+    /// (`{"success": ..., "data" | "error": ...}`).
+    #[napi]
+    pub async fn run_task_tool(
+        &self,
+        name: String,
+        arguments_json: String,
+        context: RequestContext,
+    ) -> napi::Result<String> {
+        let arguments: serde_json::Value = serde_json::from_str(&arguments_json)
+            .map_err(|err| to_js_error(Error::invalid(err)))?;
+        let engine = self.inner.clone();
+        engine
+            .run_task_tool(&name, arguments, &context.into())
+            .await
+            .map(|result| result.to_string())
+            .map_err(to_js_error)
+    }
+
     /// Handles one ChatKit request body for `context`. Rejections happened
     /// before any byte was streamed (map them to HTTP with the error's
     /// status); later failures are `error` events inside the stream.
