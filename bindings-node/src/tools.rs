@@ -59,21 +59,13 @@ pub(crate) struct JsTool {
 impl JsTool {
     /// Checks the definition: a non-empty name and an object schema.
     pub(crate) fn new(tool: NativeTool) -> Result<Self> {
-        if tool.name.trim().is_empty() {
-            return Err(Error::Config("a tool needs a name".into()));
-        }
         let parameters: Value = serde_json::from_str(&tool.parameters).map_err(|err| {
             Error::Config(format!(
                 "tool `{}`: parameters are not JSON: {err}",
                 tool.name
             ))
         })?;
-        if !parameters.is_object() {
-            return Err(Error::Config(format!(
-                "tool `{}`: parameters must be a JSON schema object",
-                tool.name
-            )));
-        }
+        chatkit_engine::tools::check_definition(&tool.name, &parameters)?;
         Ok(Self {
             name: tool.name,
             description: tool.description,

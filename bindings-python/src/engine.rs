@@ -185,6 +185,7 @@ impl Engine {
         }
         let parameters = serde_json::from_str(parameters_json)
             .map_err(|err| config_error(format!("parameters of tool {name}: {err}")))?;
+        chatkit_engine::tools::check_definition(&name, &parameters).map_err(to_py_err)?;
         let tool = PyTool {
             name,
             description,

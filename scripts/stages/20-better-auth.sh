@@ -12,20 +12,9 @@
 
 fixture="$ROOT/tests/better-auth"
 
-command -v node >/dev/null || { echo "node not found: install Node.js 20+" >&2; exit 1; }
-command -v npm >/dev/null || { echo "npm not found" >&2; exit 1; }
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-if (( node_major < 20 )); then
-  echo "Node.js 20+ is required (found $(node --version))" >&2
-  exit 1
-fi
-
-# npm ci writes node_modules/.package-lock.json; it is newer than the lock
-# file unless the lock file changed since the last install.
-stamp="$fixture/node_modules/.package-lock.json"
-if [[ ! -f "$stamp" || "$fixture/package-lock.json" -nt "$stamp" ]]; then
-  echo "installing $fixture (npm ci)"
-  (cd "$fixture" && npm ci --no-audit --no-fund --loglevel=error)
+require_node
+if npm_stale "$fixture"; then
+  npm_install "$fixture"
 else
   echo "$fixture/node_modules is up to date"
 fi

@@ -18,12 +18,11 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 /usr/bin/chromium --version
 
-cd "$ROOT/tests/browser"
-if [[ ! -f node_modules/playwright-core/package.json ]] ||
-   ! cmp -s package-lock.json node_modules/.package-lock.json.ci 2>/dev/null; then
-  npm ci --no-audit --no-fund
-  cp package-lock.json node_modules/.package-lock.json.ci
+require_node
+if npm_stale "$ROOT/tests/browser"; then
+  npm_install "$ROOT/tests/browser"
 fi
+cd "$ROOT/tests/browser"
 
 BROWSER_TMP="$(mktemp -d)"
 SERVE_LOG="$BROWSER_TMP/serve.log"

@@ -15,24 +15,14 @@
 # Environment from scripts/test: ROOT, CARGO_TARGET_DIR, CARGO_LOCKED (array),
 # DATABASE_URL.
 
-command -v node >/dev/null || { echo "node not found: install Node.js 20+" >&2; exit 1; }
-command -v npm >/dev/null || { echo "npm not found" >&2; exit 1; }
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-if (( node_major < 20 )); then
-  echo "Node.js 20+ is required (found $(node --version))" >&2
-  exit 1
-fi
+require_node
 export NEXT_TELEMETRY_DISABLED=1
-npm_ci() { npm ci --no-audit --no-fund --loglevel=error; }
 
 # ---- bindings-node -----------------------------------------------------------
-cd "$ROOT/bindings-node"
-# npm ci writes node_modules/.package-lock.json; it is newer than the lock
-# file unless the lock file changed since the last install.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  echo "installing bindings-node (npm ci)"
-  npm_ci
+if npm_stale "$ROOT/bindings-node"; then
+  npm_install "$ROOT/bindings-node"
 fi
+cd "$ROOT/bindings-node"
 
 npx napi build --platform --no-const-enum --strip --output-dir native \
   -- ${CARGO_LOCKED[@]+"${CARGO_LOCKED[@]}"}
@@ -49,11 +39,11 @@ node --test --test-concurrency=1 __test__/
 cd "$ROOT/examples/nextjs"
 addon="$(ls "$ROOT"/bindings-node/native/*.node)"
 installed="node_modules/chatkit-engine/native/$(basename "$addon")"
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]] ||
+if npm_stale "$ROOT/examples/nextjs" ||
    ! cmp -s "$addon" "$installed" ||
    ! diff -rq "$ROOT/bindings-node/dist" node_modules/chatkit-engine/dist >/dev/null; then
-  echo "installing examples/nextjs (npm ci, with the binding just built)"
-  npm_ci
+  # npm ci copies the binding just built into node_modules.
+  npm_install "$ROOT/examples/nextjs"
 fi
 npx next build
 node --test test/

@@ -101,6 +101,20 @@ pub trait Tool: Send + Sync + 'static {
     }
 }
 
+/// Checks a tool a host defines at run time (a Python or JS function): a
+/// non-empty name and a JSON-schema object for its parameters.
+pub fn check_definition(name: &str, parameters: &Value) -> crate::error::Result<()> {
+    if name.trim().is_empty() {
+        return Err(crate::Error::Config("a tool needs a name".into()));
+    }
+    if !parameters.is_object() {
+        return Err(crate::Error::Config(format!(
+            "tool `{name}`: parameters must be a JSON schema object"
+        )));
+    }
+    Ok(())
+}
+
 /// A named collection of tools.
 #[derive(Clone, Default)]
 pub struct ToolSet {
