@@ -139,7 +139,7 @@ async fn request_carries_model_messages_tools_and_settings() {
     let server = OpenAiServer::start([Script::text_stream(&["ok"])]).await;
     let model = client(&server).build().unwrap();
     let mut request = user("Add milk");
-    request.tools = vec![task_tool()];
+    request.tools = vec![task_tool()].into();
     request.settings = ModelSettings {
         temperature: Some(0.3),
         top_p: Some(0.9),
@@ -183,7 +183,7 @@ async fn optional_fields_are_omitted() {
     complete(&model, request).await;
     // A named tool choice.
     let mut request = user("hi");
-    request.tools = vec![task_tool()];
+    request.tools = vec![task_tool()].into();
     request.settings.tool_choice = Some(ToolChoice::Named("create_task".into()));
     complete(&model, request).await;
     let bodies = server.bodies();
@@ -215,7 +215,7 @@ async fn tool_call_turn_round_trips_with_the_same_ids() {
     .await;
     let model = client(&server).build().unwrap();
     let mut request = user("Add milk and show stats");
-    request.tools = vec![task_tool()];
+    request.tools = vec![task_tool()].into();
     let (events, response) = complete(&model, request.clone()).await;
     assert!(
         events.is_empty(),

@@ -4,7 +4,7 @@ use crate::context::RequestContext;
 use crate::models::{Model, ModelSettings, ToolSpec};
 use crate::tools::ToolSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A function computing an agent's instructions from the caller.
 pub type InstructionsFn = Arc<dyn Fn(&RequestContext) -> String + Send + Sync>;
@@ -46,6 +46,9 @@ pub struct Agent {
     handoffs: Vec<Arc<Agent>>,
     model: Option<Arc<dyn Model>>,
     settings: ModelSettings,
+    /// `all_specs`, built on first use: the tools are fixed once the agent
+    /// is built, and every model call sends them.
+    specs: OnceLock<Arc<[ToolSpec]>>,
 }
 
 impl fmt::Debug for Agent {
@@ -76,6 +79,7 @@ impl Agent {
             handoffs: Vec::new(),
             model: None,
             settings: ModelSettings::default(),
+            specs: OnceLock::new(),
         }
     }
 
@@ -103,12 +107,14 @@ impl Agent {
     /// The agent's tools.
     pub fn tools(mut self, tools: ToolSet) -> Self {
         self.tools = tools;
+        self.specs = OnceLock::new();
         self
     }
 
     /// Adds an agent this one may hand the conversation to.
     pub fn handoff(mut self, agent: impl Into<Arc<Agent>>) -> Self {
         self.handoffs.push(agent.into());
+        self.specs = OnceLock::new();
         self
     }
 
@@ -186,10 +192,14 @@ impl Agent {
         }
     }
 
-    /// Every spec the model sees: own tools, then handoffs.
-    pub fn all_specs(&self) -> Vec<ToolSpec> {
-        let mut specs = self.tools.specs();
-        specs.extend(self.handoffs.iter().map(|agent| agent.handoff_spec()));
-        specs
+    /// Every spec the model sees: own tools, then handoffs. Built once per
+    /// agent and shared by every model call.
+    pub fn all_specs(&self) -> Arc<[ToolSpec]> {
+        let specs = self.specs.get_or_init(|| {
+            let mut specs = self.tools.specs();
+            specs.extend(self.handoffs.iter().map(|agent| agent.handoff_spec()));
+            specs.into()
+        });
+        Arc::clone(specs)
     }
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// One message of a Chat Completions conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,8 +108,8 @@ pub struct ModelSettings {
 pub struct ModelRequest {
     /// The conversation, system message first.
     pub messages: Vec<ChatMessage>,
-    /// Tools the model may call.
-    pub tools: Vec<ToolSpec>,
+    /// Tools the model may call (shared: an agent builds its specs once).
+    pub tools: Arc<[ToolSpec]>,
     /// Settings.
     pub settings: ModelSettings,
 }
@@ -209,5 +210,6 @@ pub use scripted::ScriptedModel;
 pub mod accumulate;
 pub mod dialect;
 pub mod openai;
+mod request_body;
 pub use dialect::{AuthHeader, Dialect, ReasoningEcho};
 pub use openai::{OpenAiCompatible, OpenAiCompatibleBuilder, RetryPolicy, Timeouts};

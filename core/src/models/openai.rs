@@ -21,7 +21,8 @@
 //!
 //! # Transport
 //!
-//! The request body is built here as JSON (`serde_json::Value`), so vendor
+//! The request body is written here as plain JSON, serialised straight from
+//! the borrowed request (no intermediate `serde_json::Value`), so vendor
 //! fields (`thinking`, `reasoning_content`, `max_completion_tokens`, ...) pass
 //! through untouched. Base URL, API key and extra headers are held in
 //! async-openai's [`OpenAIConfig`] (its `Config::url`/`Config::headers` make
@@ -54,8 +55,9 @@
 //! attempt). Neither the API key nor message contents are logged.
 
 use super::accumulate::{ChunkAccumulator, SseDecoder, error_from_body};
-use super::dialect::{AuthHeader, Dialect, ReasoningEcho};
-use super::{ChatMessage, Model, ModelEvent, ModelRequest, ModelStream, ToolChoice, ToolSpec};
+use super::dialect::{AuthHeader, Dialect};
+use super::request_body::RequestBody;
+use super::{Model, ModelEvent, ModelRequest, ModelStream};
 use crate::error::{Error, Result};
 use async_openai::config::{Config, OpenAIConfig};
 use async_trait::async_trait;
@@ -64,7 +66,7 @@ use futures::StreamExt;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -415,137 +417,16 @@ impl OpenAiCompatible {
 
     /// The JSON body this client posts for `request`.
     pub fn request_body(&self, request: &ModelRequest) -> Value {
-        request_body(&self.inner.model, &self.inner.dialect, request)
+        serde_json::to_value(self.body(request)).unwrap_or(Value::Null)
     }
-}
 
-/// Builds the Chat Completions request body.
-fn request_body(model: &str, dialect: &Dialect, request: &ModelRequest) -> Value {
-    let settings = &request.settings;
-    let mut body = Map::new();
-    body.insert("model".into(), Value::from(model));
-    let messages = request
-        .messages
-        .iter()
-        .map(|m| message_json(m, dialect))
-        .collect();
-    body.insert("messages".into(), Value::Array(messages));
-    if !request.tools.is_empty() {
-        let tools = request.tools.iter().map(tool_json).collect();
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = &settings.tool_choice {
-        let choice = match choice {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Named(name) => json!({"type": "function", "function": {"name": name}}),
-        };
-        body.insert("tool_choice".into(), choice);
-    }
-    if let Some(parallel) = settings.parallel_tool_calls
-        && !request.tools.is_empty()
-    {
-        body.insert("parallel_tool_calls".into(), Value::Bool(parallel));
-    }
-    if let Some(temperature) = settings.temperature {
-        body.insert("temperature".into(), float(temperature));
-    }
-    if let Some(top_p) = settings.top_p {
-        body.insert("top_p".into(), float(top_p));
-    }
-    if let Some(max_tokens) = settings.max_tokens {
-        body.insert(dialect.max_tokens_field.clone(), Value::from(max_tokens));
-    }
-    if let Some(thinking) = dialect.thinking {
-        let kind = if thinking { "enabled" } else { "disabled" };
-        body.insert("thinking".into(), json!({ "type": kind }));
-    }
-    body.insert("stream".into(), Value::Bool(true));
-    if dialect.include_usage {
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    for (key, value) in &dialect.extra_body {
-        body.insert(key.clone(), value.clone());
-    }
-    Value::Object(body)
-}
-
-/// An `f32` as the JSON number it reads as (`0.2`, not `0.20000000298`).
-fn float(value: f32) -> Value {
-    value
-        .to_string()
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map_or(Value::Null, Value::Number)
-}
-
-fn message_json(message: &ChatMessage, dialect: &Dialect) -> Value {
-    match message {
-        ChatMessage::System { content } => json!({"role": "system", "content": content}),
-        ChatMessage::User { content } => json!({"role": "user", "content": content}),
-        ChatMessage::Tool {
-            tool_call_id,
-            content,
-        } => json!({"role": "tool", "tool_call_id": tool_call_id, "content": content}),
-        ChatMessage::Assistant {
-            content,
-            tool_calls,
-            reasoning,
-        } => {
-            let mut msg = Map::new();
-            msg.insert("role".into(), json!("assistant"));
-            let content = match content {
-                Some(text) if !text.is_empty() || tool_calls.is_empty() => json!(text),
-                Some(_) => Value::Null,
-                None if tool_calls.is_empty() => json!(""),
-                None => Value::Null,
-            };
-            msg.insert("content".into(), content);
-            if !tool_calls.is_empty() {
-                let reasoning = reasoning.as_deref().unwrap_or_default();
-                let echo = match dialect.echo_reasoning {
-                    ReasoningEcho::Never => false,
-                    ReasoningEcho::WhenPresent => !reasoning.is_empty(),
-                    ReasoningEcho::Always => true,
-                };
-                if echo {
-                    msg.insert(dialect.echo_field.clone(), json!(reasoning));
-                }
-                let calls = tool_calls
-                    .iter()
-                    .map(|call| {
-                        json!({"id": call.id, "type": "function",
-                               "function": {"name": call.name, "arguments": call.arguments}})
-                    })
-                    .collect();
-                msg.insert("tool_calls".into(), Value::Array(calls));
-            }
-            Value::Object(msg)
+    fn body<'a>(&'a self, request: &'a ModelRequest) -> RequestBody<'a> {
+        RequestBody {
+            model: &self.inner.model,
+            dialect: &self.inner.dialect,
+            request,
         }
     }
-}
-
-fn tool_json(tool: &ToolSpec) -> Value {
-    let mut parameters = match &tool.parameters {
-        Value::Object(_) => tool.parameters.clone(),
-        _ => json!({"type": "object"}),
-    };
-    if let Some(schema) = parameters.as_object_mut()
-        && schema.get("type").and_then(Value::as_str) == Some("object")
-        && !schema.contains_key("properties")
-    {
-        schema.insert("properties".into(), json!({}));
-    }
-    let mut function = Map::new();
-    function.insert("name".into(), json!(tool.name));
-    function.insert("description".into(), json!(tool.description));
-    function.insert("parameters".into(), parameters);
-    if tool.strict {
-        function.insert("strict".into(), Value::Bool(true));
-    }
-    json!({"type": "function", "function": function})
 }
 
 type Sender = mpsc::Sender<Result<ModelEvent>>;
@@ -844,8 +725,7 @@ impl Model for OpenAiCompatible {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream> {
-        let body = request_body(&self.inner.model, &self.inner.dialect, &request);
-        let body = serde_json::to_vec(&body)
+        let body = serde_json::to_vec(&self.body(&request))
             .map_err(|e| Error::Internal(format!("model request did not serialise: {e}")))?;
         let (tx, mut rx) = mpsc::channel(64);
         tokio::spawn(Arc::clone(&self.inner).run(Bytes::from(body), tx));
@@ -869,7 +749,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use crate::models::{ModelSettings, ToolCall};
+    use crate::models::{ChatMessage, ModelSettings, ToolCall, ToolChoice, ToolSpec};
+    use serde_json::json;
 
     #[test]
     fn backoff_grows_with_jitter_and_honours_retry_after() {
@@ -982,7 +863,8 @@ mod tests {
                 description: "d".into(),
                 parameters: json!({"type": "object"}),
                 strict: false,
-            }],
+            }]
+            .into(),
             settings: ModelSettings {
                 temperature: Some(0.2),
                 max_tokens: Some(10),

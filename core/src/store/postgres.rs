@@ -17,9 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -29,6 +29,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 /// Upper bound of pooled connections (Neon's pooler allows many more; a
 /// direct Neon endpoint allows about a hundred per compute).
 const MAX_CONNECTIONS: u32 = 10;
+
+/// How long a pooled connection may sit idle before it is pinged again on
+/// acquire (the same idea as HikariCP's alive-bypass window).
+const RECHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// A [`Store`] on PostgreSQL: the production backend.
 ///
@@ -44,7 +48,10 @@ impl PostgresStore {
     ///
     /// TLS follows the URL's `sslmode` (Neon URLs carry `sslmode=require`).
     /// Idle connections are recycled before a serverless endpoint would drop
-    /// them, and every connection is checked before it is handed out.
+    /// them. A connection that sat idle for half a second or more is
+    /// checked before it is handed out; sqlx already checks every
+    /// connection when it goes back to the pool, so checking again right
+    /// away would only add a round trip to every query.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|err| Error::Config(format!("invalid PostgreSQL URL: {err}")))?;
@@ -54,7 +61,15 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(15))
             .idle_timeout(Some(Duration::from_secs(240)))
             .max_lifetime(Some(Duration::from_secs(30 * 60)))
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECHECK_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         tracing::debug!("connected to PostgreSQL");
@@ -236,7 +251,9 @@ impl Store for PostgresStore {
         ctx: &RequestContext,
     ) -> Result<Page<ThreadItem>> {
         let limit = clamp_limit(limit);
-        self.require_thread(thread_id, ctx).await?;
+        // Rows are filtered by owner, so finding the cursor or any item
+        // proves the caller owns the thread; the separate ownership query
+        // only runs when nothing was found, to tell the two cases apart.
         let cursor = match after {
             Some(id) => {
                 let seq: Option<i64> = sqlx::query_scalar(
@@ -248,7 +265,13 @@ impl Store for PostgresStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-                Some(seq.ok_or_else(|| unknown_cursor(id))?)
+                match seq {
+                    Some(seq) => Some(seq),
+                    None => {
+                        self.require_thread(thread_id, ctx).await?;
+                        return Err(unknown_cursor(id));
+                    }
+                }
             }
             None => None,
         };
@@ -269,6 +292,9 @@ impl Store for PostgresStore {
             .bind(fetch_size(limit))
             .fetch_all(&self.pool)
             .await?;
+        if payloads.is_empty() && cursor.is_none() {
+            self.require_thread(thread_id, ctx).await?;
+        }
         let items = payloads
             .iter()
             .map(|payload| decode::<ThreadItem>(payload, "item"))

@@ -300,7 +300,9 @@ impl Store for SqliteStore {
         ctx: &RequestContext,
     ) -> Result<Page<ThreadItem>> {
         let limit = clamp_limit(limit);
-        self.require_thread(thread_id, ctx).await?;
+        // Rows are filtered by owner, so finding the cursor or any item
+        // proves the caller owns the thread; the separate ownership query
+        // only runs when nothing was found, to tell the two cases apart.
         let cursor = match after {
             Some(id) => {
                 let seq: Option<i64> = sqlx::query_scalar(
@@ -311,7 +313,13 @@ impl Store for SqliteStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-                Some(seq.ok_or_else(|| unknown_cursor(id))?)
+                match seq {
+                    Some(seq) => Some(seq),
+                    None => {
+                        self.require_thread(thread_id, ctx).await?;
+                        return Err(unknown_cursor(id));
+                    }
+                }
             }
             None => None,
         };
@@ -332,6 +340,9 @@ impl Store for SqliteStore {
             .bind(fetch_size(limit))
             .fetch_all(&self.pool)
             .await?;
+        if payloads.is_empty() && cursor.is_none() {
+            self.require_thread(thread_id, ctx).await?;
+        }
         let items = payloads
             .iter()
             .map(|payload| decode::<ThreadItem>(payload, "item"))
