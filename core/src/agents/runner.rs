@@ -157,7 +157,7 @@ impl Runner {
                     () = task_token.cancelled() => Err(Error::Cancelled),
                 };
                 if let Err(err) = outcome {
-                    let _ = tx.send(Err(err)).await;
+                    let _ = tx.send(Box::new(Err(err))).await;
                 }
             }
             .instrument(span),
@@ -173,7 +173,7 @@ impl Runner {
 
 /// The events of a run. Dropping it cancels the run immediately.
 pub struct RunStream {
-    rx: mpsc::Receiver<Result<RunEvent>>,
+    rx: mpsc::Receiver<Box<Result<RunEvent>>>,
     token: CancellationToken,
     after_turn: Arc<AtomicBool>,
     _guard: DropGuard,
@@ -199,7 +199,7 @@ impl RunStream {
 
     /// The next event.
     pub async fn next_event(&mut self) -> Option<Result<RunEvent>> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|event| *event)
     }
 }
 
@@ -207,7 +207,7 @@ impl Stream for RunStream {
     type Item = Result<RunEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        self.rx.poll_recv(cx).map(|event| event.map(|event| *event))
     }
 }
 
@@ -216,7 +216,9 @@ struct Run {
     agent: Arc<Agent>,
     items: Vec<ChatMessage>,
     ctx: RequestContext,
-    tx: mpsc::Sender<Result<RunEvent>>,
+    /// Boxed so that the channel's up-front room for 32 events stays small
+    /// while a run is open.
+    tx: mpsc::Sender<Box<Result<RunEvent>>>,
     after_turn: Arc<AtomicBool>,
     token: CancellationToken,
 }
@@ -226,7 +228,10 @@ const EXTRA_HANDOFF_OUTPUT: &str = "Multiple handoffs detected, ignoring this on
 
 impl Run {
     async fn emit(&self, event: RunEvent) -> Result<()> {
-        self.tx.send(Ok(event)).await.map_err(|_| Error::Cancelled)
+        self.tx
+            .send(Box::new(Ok(event)))
+            .await
+            .map_err(|_| Error::Cancelled)
     }
 
     async fn execute(mut self) -> Result<()> {

@@ -296,9 +296,9 @@ impl ChatEngine {
     /// A stream that carries one error event: used when the thread is busy,
     /// where ChatKit expects an error event rather than an HTTP failure.
     fn error_stream(event: ThreadStreamEvent) -> EventStream {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, stream) = EventStream::channel(1);
         // A fresh channel with capacity one always has room.
-        let _ = tx.try_send(event);
-        EventStream::new(rx)
+        let _ = tx.try_send(Box::new(event));
+        stream
     }
 }

@@ -3,6 +3,7 @@
 
 use super::handlers::load_widget;
 use super::locks::ThreadLease;
+use super::stream::EventSender;
 use super::{ChatEngine, EventStream, Turn};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
@@ -12,7 +13,6 @@ use crate::protocol::{
     Thread, ThreadItem, ThreadMetadata, ThreadStreamEvent, Timestamp, UserMessage,
     UserMessageInput, new_id,
 };
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 /// How many of the newest items are searched for stale pending client tool
@@ -58,11 +58,11 @@ impl ChatEngine {
             }
             Err(err) => return Err(err),
         };
-        let (tx, rx) = mpsc::channel(self.config().stream_buffer);
+        let (tx, stream) = EventStream::channel(self.config().stream_buffer);
         let engine = self.clone();
         let span = tracing::info_span!("chatkit.turn", thread_id = %plan.thread.id);
         tokio::spawn(async move { engine.run_turn(plan, ctx, tx).await }.instrument(span));
-        Ok(EventStream::new(rx))
+        Ok(stream)
     }
 
     fn lease(&self, thread_id: &str, ctx: &RequestContext) -> Result<ThreadLease> {
@@ -302,12 +302,7 @@ impl ChatEngine {
     }
 
     /// Runs one turn to completion, cancellation or failure.
-    async fn run_turn(
-        self,
-        plan: TurnPlan,
-        ctx: RequestContext,
-        tx: mpsc::Sender<ThreadStreamEvent>,
-    ) {
+    async fn run_turn(self, plan: TurnPlan, ctx: RequestContext, tx: EventSender) {
         let TurnPlan {
             thread,
             lease,

@@ -14,24 +14,31 @@ use tokio::sync::mpsc;
 /// assistant text and a hidden "cancelled" marker itself.
 #[derive(Debug)]
 pub struct EventStream {
-    rx: mpsc::Receiver<ThreadStreamEvent>,
+    rx: mpsc::Receiver<Box<ThreadStreamEvent>>,
 }
 
+/// The sending half of an [`EventStream`]. Events travel boxed: the channel
+/// allocates room for 32 values up front, and an open stream should not hold
+/// 32 inline events (each the size of the largest variant).
+pub(crate) type EventSender = mpsc::Sender<Box<ThreadStreamEvent>>;
+
 impl EventStream {
-    pub(crate) fn new(rx: mpsc::Receiver<ThreadStreamEvent>) -> Self {
-        Self { rx }
+    /// A stream and its sender, buffering up to `buffer` events.
+    pub(crate) fn channel(buffer: usize) -> (EventSender, Self) {
+        let (tx, rx) = mpsc::channel(buffer);
+        (tx, Self { rx })
     }
 
     /// The next event, or `None` when the response is complete.
     pub async fn next_event(&mut self) -> Option<ThreadStreamEvent> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|event| *event)
     }
 
     /// Collects every remaining event (mostly useful in tests).
     pub async fn collect_events(mut self) -> Vec<ThreadStreamEvent> {
         let mut events = Vec::new();
         while let Some(event) = self.rx.recv().await {
-            events.push(event);
+            events.push(*event);
         }
         events
     }
@@ -47,7 +54,7 @@ impl Stream for EventStream {
     type Item = ThreadStreamEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        self.rx.poll_recv(cx).map(|event| event.map(|event| *event))
     }
 }
 

@@ -1,6 +1,7 @@
 //! One respond phase: the event sink a [`Responder`](super::Responder) writes
 //! to, which persists items and tracks thread changes as events pass.
 
+use super::stream::EventSender;
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
@@ -8,7 +9,6 @@ use crate::protocol::{
     ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent, Timestamp, new_id,
 };
 use crate::store::SharedStore;
-use tokio::sync::mpsc;
 
 /// The text of the hidden item written when the user stops a response; the
 /// model sees it next turn.
@@ -29,7 +29,7 @@ pub struct Turn {
     saved_thread: ThreadMetadata,
     ctx: RequestContext,
     store: SharedStore,
-    tx: mpsc::Sender<ThreadStreamEvent>,
+    tx: EventSender,
     pending: Vec<ThreadItem>,
 }
 
@@ -48,7 +48,7 @@ impl Turn {
         thread: ThreadMetadata,
         ctx: RequestContext,
         store: SharedStore,
-        tx: mpsc::Sender<ThreadStreamEvent>,
+        tx: EventSender,
     ) -> Self {
         Self {
             saved_thread: thread.clone(),
@@ -154,7 +154,10 @@ impl Turn {
 
     /// Sends an event without processing it.
     pub(crate) async fn send(&mut self, event: ThreadStreamEvent) -> Result<()> {
-        self.tx.send(event).await.map_err(|_| Error::Cancelled)
+        self.tx
+            .send(Box::new(event))
+            .await
+            .map_err(|_| Error::Cancelled)
     }
 
     /// Saves the thread and sends `thread.updated` if it changed since the
@@ -200,7 +203,7 @@ impl Turn {
     }
 
     /// A watcher that completes when the client is gone.
-    pub(crate) fn disconnect_watcher(&self) -> mpsc::Sender<ThreadStreamEvent> {
+    pub(crate) fn disconnect_watcher(&self) -> EventSender {
         self.tx.clone()
     }
 }

@@ -429,7 +429,10 @@ impl OpenAiCompatible {
     }
 }
 
-type Sender = mpsc::Sender<Result<ModelEvent>>;
+/// Events are boxed on their way through the channel: a channel allocates
+/// room for 32 values up front, and an open stream should not hold 32
+/// inline `ModelEvent`s.
+type Sender = mpsc::Sender<Box<Result<ModelEvent>>>;
 
 /// Why an attempt ended without a response.
 enum Failure {
@@ -482,7 +485,7 @@ impl Inner {
             };
             if emitted || !is_retryable(&error) || attempt == attempts {
                 span.in_scope(|| tracing::warn!(error = %error, emitted, "model call failed"));
-                let _ = tx.send(Err(error)).await;
+                let _ = tx.send(Box::new(Err(error))).await;
                 return;
             }
             let delay = self.retry.delay(attempt, retry_after);
@@ -631,7 +634,9 @@ impl Inner {
                     for delta in deltas {
                         text_streamed |= matches!(delta, ModelEvent::TextDelta(_));
                         emitted = true;
-                        tx.send(Ok(delta)).await.map_err(|_| Failure::Cancelled)?;
+                        tx.send(Box::new(Ok(delta)))
+                            .await
+                            .map_err(|_| Failure::Cancelled)?;
                     }
                     if acc.is_done() {
                         break;
@@ -656,11 +661,11 @@ impl Inner {
         if !text_streamed && !response.text.is_empty() {
             // A non-streamed reply: its text still arrives as one delta, so
             // the deltas always add up to the final text.
-            tx.send(Ok(ModelEvent::TextDelta(response.text.clone())))
+            tx.send(Box::new(Ok(ModelEvent::TextDelta(response.text.clone()))))
                 .await
                 .map_err(|_| Failure::Cancelled)?;
         }
-        tx.send(Ok(ModelEvent::Completed(response)))
+        tx.send(Box::new(Ok(ModelEvent::Completed(response))))
             .await
             .map_err(|_| Failure::Cancelled)
     }
@@ -729,13 +734,15 @@ impl Model for OpenAiCompatible {
             .map_err(|e| Error::Internal(format!("model request did not serialise: {e}")))?;
         let (tx, mut rx) = mpsc::channel(64);
         tokio::spawn(Arc::clone(&self.inner).run(Bytes::from(body), tx));
-        match rx.recv().await {
+        match rx.recv().await.map(|event| *event) {
             None => Err(Error::Internal(
                 "the model call ended without a result".to_owned(),
             )),
             Some(Err(err)) => Err(err),
             Some(Ok(first)) => {
-                let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+                let rest = futures::stream::poll_fn(move |cx| {
+                    rx.poll_recv(cx).map(|event| event.map(|event| *event))
+                });
                 Ok(futures::stream::once(async move { Ok(first) })
                     .chain(rest)
                     .boxed())
