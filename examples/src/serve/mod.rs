@@ -190,7 +190,12 @@ impl Server {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
-        let serve = axum::serve(listener, router)
+        // Handlers are turned into routes once, here, and `Shared` hands
+        // every connection a clone of that router (an `Arc`). Given the
+        // `Router` itself, axum would do that conversion and rebuild the route
+        // table for each connection: a few KiB per open stream.
+        let ready = tower::make::Shared::new(router.with_state::<()>(()));
+        let serve = axum::serve(listener, ready)
             .with_graceful_shutdown(on_signal)
             .into_future();
         tokio::pin!(serve);
