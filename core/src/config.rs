@@ -27,6 +27,12 @@ pub struct EngineConfig {
     pub chat_model: Option<String>,
     /// Extra HTTP headers sent to the provider.
     pub model_headers: BTreeMap<String, String>,
+    /// Speak HTTP/2 to the provider without negotiation (env
+    /// `OPENAI_HTTP2_PRIOR_KNOWLEDGE`, `true`/`false`), so that every open
+    /// answer shares one connection; see
+    /// [`OpenAiCompatibleBuilder::http2_prior_knowledge`](crate::models::OpenAiCompatibleBuilder::http2_prior_knowledge)
+    /// for the peer's concurrent-stream cap.
+    pub openai_http2_prior_knowledge: bool,
 
     /// URL of the JWKS to verify Bearer tokens with (env `JWKS_URL`), e.g.
     /// Better Auth's `https://app.example.com/api/auth/jwks`.
@@ -83,6 +89,7 @@ impl Default for EngineConfig {
             openai_base_url: None,
             chat_model: None,
             model_headers: BTreeMap::new(),
+            openai_http2_prior_knowledge: false,
             jwks_url: None,
             jwks: None,
             jwt_secret: None,
@@ -191,6 +198,17 @@ impl EngineConfig {
                 })
                 .transpose()
         };
+        if let Some(v) = get("OPENAI_HTTP2_PRIOR_KNOWLEDGE") {
+            self.openai_http2_prior_knowledge = match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "OPENAI_HTTP2_PRIOR_KNOWLEDGE must be true or false, got `{v}`"
+                    )));
+                }
+            };
+        }
         if let Some(v) = number("JWT_LEEWAY_SECS")? {
             self.jwt_leeway_secs = v;
         }
@@ -258,9 +276,11 @@ mod tests {
             "JWT_AUDIENCE" => Some("a, b".to_owned()),
             "MAX_TURNS" => Some("4".to_owned()),
             "CHAT_MODEL" => Some("  ".to_owned()),
+            "OPENAI_HTTP2_PRIOR_KNOWLEDGE" => Some("True".to_owned()),
             _ => None,
         };
         config.apply_env(env).unwrap();
+        assert!(config.openai_http2_prior_knowledge);
         assert_eq!(config.database_url, "postgres://u:pw@db/x");
         assert_eq!(config.jwt_audience, ["a", "b"]);
         assert_eq!(config.max_turns, 4);
@@ -272,6 +292,12 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), "invalid_config");
         assert!(err.to_string().contains("MAX_TURNS"));
+
+        let err = EngineConfig::default()
+            .apply_env(|n| (n == "OPENAI_HTTP2_PRIOR_KNOWLEDGE").then(|| "maybe".to_owned()))
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_config");
+        assert!(err.to_string().contains("OPENAI_HTTP2_PRIOR_KNOWLEDGE"));
     }
 
     #[test]

@@ -14,6 +14,8 @@ use chatkit_engine::models::{
 use futures::StreamExt;
 use openai_server::{OpenAiServer, Script, chunks};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn ms(n: u64) -> Duration {
@@ -882,4 +884,80 @@ async fn dropping_the_stream_stops_the_call() {
     ));
     drop(stream);
     assert_eq!(server.request_count(), 1);
+}
+
+/// An h2c server (HTTP/2 without TLS) that counts its connections and the
+/// HTTP versions of its requests, and answers every call with "hi".
+async fn h2c_server() -> (
+    String,
+    Arc<AtomicUsize>,
+    Arc<Mutex<Vec<axum::http::Version>>>,
+) {
+    use axum::serve::ListenerExt as _;
+    let connections = Arc::new(AtomicUsize::new(0));
+    let versions = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&versions);
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |request: axum::extract::Request| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(request.version());
+                // Long enough that concurrent calls overlap.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let body = concat!(
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                    "data: [DONE]\n\n"
+                );
+                ([("content-type", "text/event-stream")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counted = Arc::clone(&connections);
+    let listener = listener.tap_io(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), connections, versions)
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_carries_concurrent_calls_on_one_connection() {
+    let (base_url, connections, versions) = h2c_server().await;
+    let model = OpenAiCompatible::builder("test-model")
+        .base_url(base_url)
+        .http2_prior_knowledge(true)
+        .build()
+        .unwrap();
+
+    let calls = (0..8).map(|i| complete(&model, user(&format!("call {i}"))));
+    let answers = futures::future::join_all(calls).await;
+
+    for (_, response) in &answers {
+        assert_eq!(response.text, "hi");
+    }
+    let versions = versions.lock().unwrap().clone();
+    assert_eq!(versions.len(), 8);
+    assert!(versions.iter().all(|v| *v == axum::http::Version::HTTP_2));
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn without_prior_knowledge_a_plain_http_provider_gets_http1() {
+    let (base_url, _, versions) = h2c_server().await;
+    let model = OpenAiCompatible::builder("test-model")
+        .base_url(base_url)
+        .build()
+        .unwrap();
+
+    let (_, response) = complete(&model, user("hello")).await;
+
+    assert_eq!(response.text, "hi");
+    assert_eq!(
+        versions.lock().unwrap().as_slice(),
+        [axum::http::Version::HTTP_11]
+    );
 }

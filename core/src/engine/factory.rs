@@ -43,7 +43,8 @@ fn provider_model(config: &EngineConfig) -> Result<Arc<dyn Model>> {
     )
     .base_url(base_url.clone())
     .api_key(api_key.clone())
-    .dialect(Dialect::for_base_url(&base_url));
+    .dialect(Dialect::for_base_url(&base_url))
+    .http2_prior_knowledge(config.openai_http2_prior_knowledge);
     for (name, value) in &config.model_headers {
         builder = builder.header(name.clone(), value.clone());
     }

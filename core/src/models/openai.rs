@@ -167,6 +167,7 @@ pub struct OpenAiCompatibleBuilder {
     dialect: Option<Dialect>,
     retry: RetryPolicy,
     timeouts: Timeouts,
+    http2_prior_knowledge: bool,
 }
 
 impl fmt::Debug for OpenAiCompatibleBuilder {
@@ -191,7 +192,20 @@ impl OpenAiCompatibleBuilder {
             dialect: None,
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),
+            http2_prior_knowledge: false,
         }
+    }
+
+    /// Speaks HTTP/2 without negotiation ("prior knowledge") to a provider
+    /// or gateway known to accept it: every model call then shares one
+    /// connection instead of holding one each. The server's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` caps the calls that run at once (the
+    /// others wait), so only use it with a peer whose limit is above the
+    /// number of answers you stream at once. Off by default: HTTP/1.1, one
+    /// connection per open answer, no such cap.
+    pub fn http2_prior_knowledge(mut self, enabled: bool) -> Self {
+        self.http2_prior_knowledge = enabled;
+        self
     }
 
     /// The API base URL, e.g. `https://api.xiaomimimo.com/v1` (the client
@@ -334,7 +348,7 @@ impl OpenAiCompatibleBuilder {
             .entry(ACCEPT)
             .or_insert(HeaderValue::from_static("text/event-stream"));
 
-        let http = http_client(self.timeouts.connect)?;
+        let http = http_client(self.timeouts.connect, self.http2_prior_knowledge)?;
         Ok(OpenAiCompatible {
             inner: Arc::new(Inner {
                 http,
@@ -350,8 +364,15 @@ impl OpenAiCompatibleBuilder {
     }
 }
 
-fn http_client(connect_timeout: Duration) -> Result<reqwest::Client> {
-    crate::http::client(|builder| builder.connect_timeout(connect_timeout))
+fn http_client(connect_timeout: Duration, http2_prior_knowledge: bool) -> Result<reqwest::Client> {
+    crate::http::client(|builder| {
+        let builder = builder.connect_timeout(connect_timeout);
+        if http2_prior_knowledge {
+            builder.http2_prior_knowledge()
+        } else {
+            builder
+        }
+    })
 }
 
 /// A [`Model`] speaking streamed Chat Completions to any OpenAI-compatible
@@ -901,6 +922,7 @@ mod tests {
 
     #[test]
     fn https_client_builds_without_a_global_crypto_provider() {
-        assert!(http_client(Duration::from_secs(1)).is_ok());
+        assert!(http_client(Duration::from_secs(1), false).is_ok());
+        assert!(http_client(Duration::from_secs(1), true).is_ok());
     }
 }

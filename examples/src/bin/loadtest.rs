@@ -117,6 +117,13 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     open_streams: usize,
 
+    /// The started server speaks HTTP/2 to the fake provider
+    /// (`OPENAI_HTTP2_PRIOR_KNOWLEDGE=true`), so its model calls share one
+    /// connection, as they do with an HTTPS provider that offers HTTP/2.
+    /// Without it every open answer has its own HTTP/1.1 connection.
+    #[arg(long)]
+    provider_http2: bool,
+
     /// Per-request time limit, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
@@ -289,6 +296,10 @@ fn start_target(
         ("JWT_SECRET", secret.clone()),
         ("RUST_LOG", args.server_log.clone()),
         ("SHUTDOWN_GRACE_SECS", "5".to_owned()),
+        (
+            "OPENAI_HTTP2_PRIOR_KNOWLEDGE",
+            args.provider_http2.to_string(),
+        ),
     ];
     let log = tmp.join("serve.log");
     let child = ServeChild::spawn(&bin, &env, &log, Duration::from_secs(60)).map_err(|e| {
@@ -688,9 +699,11 @@ async fn streams_phase(
 ) -> Result<(), String> {
     let n = args.open_streams;
     if let Some(limit) = nofile_limit() {
-        // Each stream: client socket + provider socket here, and the same
-        // two in the server.
-        let needed = 2 * n as u64 + 200;
+        // Each stream: a client socket here and in the server, plus a
+        // provider socket on each side unless the model calls share one
+        // HTTP/2 connection.
+        let per_stream = if args.provider_http2 { 1 } else { 2 };
+        let needed = per_stream * n as u64 + 200;
         if needed > limit {
             return Err(format!(
                 "{n} open streams need about {needed} open files per process; the limit is {limit} \

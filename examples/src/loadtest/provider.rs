@@ -1,5 +1,6 @@
 //! A built-in OpenAI-compatible fake provider for load and fault tests: a
-//! small axum server on `127.0.0.1` that answers `POST /v1/chat/completions`
+//! small axum app on `127.0.0.1` (HTTP/1.1, or HTTP/2 with prior knowledge)
+//! that answers `POST /v1/chat/completions`
 //! with a streamed Chat Completions response (`data: {...}\n\n` chunks, then
 //! `data: [DONE]`), so the engine's real `OpenAiCompatible` client does all of
 //! its usual work.
@@ -23,7 +24,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -91,18 +94,7 @@ impl FakeProvider {
             .with_state(Arc::clone(&shared));
         let stop = CancellationToken::new();
         let stopped = stop.clone();
-        let handle = tokio::spawn(async move {
-            // Small chunks go out at once (no Nagle delay waiting for the
-            // client's delayed ACK).
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await });
-            if let Err(err) = serve.await {
-                eprintln!("fake provider stopped: {err}");
-            }
-        });
+        let handle = tokio::spawn(serve(listener, app, stopped));
         Ok(Self {
             addr,
             shared,
@@ -136,6 +128,46 @@ impl FakeProvider {
         self.shared.release.cancel();
         self.stop.cancel();
         self.handle.abort();
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) until `stop`.
+///
+/// Not `axum::serve`: the open-streams phase holds thousands of answers open
+/// on one HTTP/2 connection when `serve` runs with
+/// `OPENAI_HTTP2_PRIOR_KNOWLEDGE`, and hyper's default limit of 200
+/// concurrent streams per connection would queue all the others.
+async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(None);
+    let builder = Arc::new(builder);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(err) => {
+                // Out of descriptors, most likely: wait for some to close.
+                eprintln!("fake provider: accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small chunks go out at once (no Nagle delay waiting for the
+        // client's delayed ACK).
+        let _ = tcp.set_nodelay(true);
+        let builder = Arc::clone(&builder);
+        let service = TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection(TokioIo::new(tcp), service);
+            tokio::select! {
+                _ = connection => {}
+                () = stop.cancelled() => {}
+            }
+        });
     }
 }
 

@@ -17,6 +17,7 @@ const SERVE_ENV: &[&str] = &[
     "DATABASE_URL",
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
+    "OPENAI_HTTP2_PRIOR_KNOWLEDGE",
     "CHAT_MODEL",
     "JWKS_URL",
     "JWKS",

@@ -57,6 +57,18 @@ pub struct Args {
     #[arg(long, env = "CHAT_MODEL")]
     pub chat_model: Option<String>,
 
+    /// Speak HTTP/2 to the provider without negotiation, so all answers
+    /// share one connection (the provider's concurrent-stream limit then
+    /// caps how many run at once). Default: HTTP/1.1, a connection per
+    /// open answer.
+    #[arg(
+        long,
+        env = "OPENAI_HTTP2_PRIOR_KNOWLEDGE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "false"
+    )]
+    pub openai_http2_prior_knowledge: bool,
+
     /// URL of the JWKS that verifies Bearer tokens, e.g. Better Auth's
     /// https://app.example.com/api/auth/jwks.
     #[arg(long, env = "JWKS_URL")]
@@ -208,6 +220,7 @@ impl ServeConfig {
         set(args.openai_api_key, &mut engine.openai_api_key);
         set(args.openai_base_url, &mut engine.openai_base_url);
         set(args.chat_model, &mut engine.chat_model);
+        engine.openai_http2_prior_knowledge = args.openai_http2_prior_knowledge;
         set(args.jwks_url, &mut engine.jwks_url);
         set(args.jwt_secret, &mut engine.jwt_secret);
         set(args.jwt_issuer, &mut engine.jwt_issuer);
