@@ -751,8 +751,11 @@ impl Model for OpenAiCompatible {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream> {
-        let body = serde_json::to_vec(&self.body(&request))
+        let mut body = serde_json::to_vec(&self.body(&request))
             .map_err(|e| Error::Internal(format!("model request did not serialise: {e}")))?;
+        // The body is kept for retries while the answer streams; drop the
+        // spare capacity the serializer's growth left behind.
+        body.shrink_to_fit();
         let (tx, mut rx) = mpsc::channel(64);
         tokio::spawn(Arc::clone(&self.inner).run(Bytes::from(body), tx));
         match rx.recv().await.map(|event| *event) {
