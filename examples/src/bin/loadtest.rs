@@ -548,12 +548,17 @@ async fn turns_phase(
     }
     let cpu_per_turn = match (cpu_before, cpu_after) {
         (Some(a), Some(b)) if stats.ok > 0 => {
-            let ms = (b.saturating_sub(a)).as_secs_f64() * 1000.0 / (stats.ok + failed) as f64;
+            let used = b.since(&a);
+            let turns = (stats.ok + failed) as f64;
+            let per_turn = |d: Duration| d.as_secs_f64() * 1000.0 / turns;
+            let ms = per_turn(used.total());
             report.line(format!(
-                "server CPU: {:.0} ms over the phase = {ms:.3} ms per turn ({:.0}% of one core; \
-                 /proc tick {} ms)",
-                b.saturating_sub(a).as_secs_f64() * 1000.0,
-                b.saturating_sub(a).as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9),
+                "server CPU: {:.0} ms over the phase = {ms:.3} ms per turn: {:.3} user + {:.3} \
+                 kernel ({:.0}% of one core; /proc tick {} ms)",
+                used.total().as_secs_f64() * 1000.0,
+                per_turn(used.user),
+                per_turn(used.system),
+                used.total().as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9),
                 1000 / server::clock_ticks_per_sec()
             ));
             Some(ms)
@@ -785,7 +790,21 @@ async fn streams_phase(
                 fds_before.unwrap_or(0),
                 fds_open.unwrap_or(0)
             ));
-            Some(per)
+            // Every open stream holds at least its client connection in the
+            // server; if the process does not, the pid is not the server's
+            // (a wrapper such as a profiler started it).
+            let grew = fds_open
+                .unwrap_or(0)
+                .saturating_sub(fds_before.unwrap_or(0));
+            if grew < open.len() / 2 {
+                report.line(format!(
+                    "pid {} did not open the streams' connections: not measured",
+                    target.pid.unwrap_or(0)
+                ));
+                None
+            } else {
+                Some(per)
+            }
         }
         _ => None,
     };

@@ -175,8 +175,32 @@ pub fn banner_addr(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// User + system CPU time of `pid` so far, from `/proc/<pid>/stat`.
-pub fn cpu_time(pid: u32) -> Option<Duration> {
+/// CPU time a process used so far.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuTime {
+    /// In the process's own code (user mode).
+    pub user: Duration,
+    /// In the kernel on its behalf (system calls: sockets, files).
+    pub system: Duration,
+}
+
+impl CpuTime {
+    /// User + system.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time used between `earlier` and this reading.
+    pub fn since(&self, earlier: &CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// User and system CPU time of `pid` so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Option<CpuTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) in parens.
     let (_, rest) = stat.rsplit_once(')')?;
@@ -185,7 +209,11 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let ticks = clock_ticks_per_sec();
-    Some(Duration::from_micros((utime + stime) * 1_000_000 / ticks))
+    let time = |t: u64| Duration::from_micros(t * 1_000_000 / ticks);
+    Some(CpuTime {
+        user: time(utime),
+        system: time(stime),
+    })
 }
 
 /// Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
