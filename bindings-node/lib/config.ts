@@ -18,6 +18,12 @@ export interface EngineConfig {
   chatModel?: string | null;
   /** Extra HTTP headers sent to the provider. */
   modelHeaders?: Record<string, string>;
+  /**
+   * Speak HTTP/2 to the provider without negotiation, so every open answer
+   * shares one connection (the provider's concurrent-stream limit then caps
+   * how many run at once). Default `false`: HTTP/1.1.
+   */
+  openaiHttp2PriorKnowledge?: boolean;
   /** URL of the JWKS to verify Bearer tokens with (e.g. Better Auth's `/api/auth/jwks`). */
   jwksUrl?: string | null;
   /** An inline JWKS document (JSON text). */
