@@ -203,3 +203,54 @@ impl Agent {
         Arc::clone(specs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::tools::{Tool, ToolContext, ToolOutput};
+    use async_trait::async_trait;
+    use serde_json::{Value, json};
+
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl Tool for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn description(&self) -> &str {
+            "test tool"
+        }
+        fn parameters(&self) -> Value {
+            json!({"type": "object"})
+        }
+        async fn call(&self, _: Value, _: &ToolContext) -> crate::Result<ToolOutput> {
+            Ok(ToolOutput::text("done"))
+        }
+    }
+
+    fn names(specs: &[ToolSpec]) -> Vec<&str> {
+        specs.iter().map(|spec| spec.name.as_str()).collect()
+    }
+
+    #[test]
+    fn specs_are_built_once_and_follow_later_builder_calls() {
+        let agent = Agent::new("Main").tools(ToolSet::new().with(Named("a")));
+        let first = agent.all_specs();
+        assert!(
+            Arc::ptr_eq(&first, &agent.all_specs()),
+            "shared, not rebuilt"
+        );
+        assert_eq!(names(&first), ["a"]);
+
+        let agent = agent
+            .tools(ToolSet::new().with(Named("b")))
+            .handoff(Agent::new("Urdu Specialist"));
+        assert_eq!(
+            names(&agent.all_specs()),
+            ["b", "transfer_to_urdu_specialist"]
+        );
+    }
+}
