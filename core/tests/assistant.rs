@@ -1,6 +1,7 @@
 //! The task assistant end to end through `ChatEngine::process`, with the
 //! offline `ScriptedModel`, on SQLite and on PostgreSQL.
 
+#[macro_use]
 #[path = "support/db.rs"]
 mod db;
 #[path = "support/engine.rs"]
@@ -274,17 +275,6 @@ async fn users_never_see_each_others_tasks_even_by_id(backend: Backend) {
         titles(&f.tasks, "alice").await,
         [("buy milk".to_owned(), false)]
     );
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
 }
 
 on_both_stores!(

@@ -2,6 +2,7 @@
 //! talking to the local OpenAI-compatible test server, on SQLite and on
 //! PostgreSQL.
 
+#[macro_use]
 #[path = "support/db.rs"]
 mod db;
 #[path = "support/openai_server.rs"]
@@ -314,17 +315,6 @@ async fn a_client_that_stops_mid_answer_keeps_the_partial_text(backend: Backend)
         }
         other => panic!("{other:?}"),
     }
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
 }
 
 on_both_stores!(

@@ -12,6 +12,7 @@
 //! No timing assertions: timeouts are small so the tests take seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 #[path = "support/db.rs"]
 mod db;
 #[path = "support/openai_server.rs"]
@@ -341,17 +342,6 @@ async fn rate_limit_then_success_needs_no_retry_from_the_user(backend: Backend) 
     assert_eq!(kinds(&stored), ["user_message", "assistant_message"]);
     assert_eq!(assistant_text(&stored[1]).unwrap(), "Third time.");
     assert_eq!(server.request_count(), 3);
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
 }
 
 on_both_stores!(

@@ -7,9 +7,30 @@
 //! deletes it, also when the test panicked. Nothing is shared between tests,
 //! so they can run in parallel (`cargo test`, `cargo nextest run`).
 //!
-//! Declare it from a test file with `#[path = "support/db.rs"] mod db;`.
+//! Declare it from a test file with `#[path = "support/db.rs"] mod db;`
+//! (`#[macro_use]` on it for [`on_both_stores!`]).
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_macros,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+/// Turns `async fn name(backend: Backend)` specifications into two tests
+/// each, `sqlite::name` and `postgres::name`. The calling file must have
+/// `Backend` in scope.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
 
 use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
 use sqlx::postgres::PgConnection;
