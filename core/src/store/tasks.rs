@@ -39,7 +39,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{Database, Encode, Postgres, QueryBuilder, Row, Sqlite, Type};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -521,6 +521,65 @@ impl CleanPatch {
             due_date: patch.due_date,
         })
     }
+
+    /// Whether the patch changes nothing.
+    fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.description.is_none()
+            && self.priority.is_none()
+            && self.category.is_none()
+            && self.due_date.is_none()
+    }
+
+    /// The `UPDATE ... RETURNING` of this patch on task `id` of `user_id`,
+    /// for either backend: the changed columns plus `"updatedAt"`; `time`
+    /// turns a timestamp into the backend's column value.
+    fn update_query<'a, DB, T, I>(
+        self,
+        time: impl Fn(Timestamp) -> T,
+        user_id: &'a str,
+        id: I,
+    ) -> QueryBuilder<'a, DB>
+    where
+        DB: Database,
+        DB::Arguments<'a>: Default,
+        T: 'a + Encode<'a, DB> + Type<DB>,
+        Option<T>: 'a + Encode<'a, DB> + Type<DB>,
+        I: 'a + Encode<'a, DB> + Type<DB>,
+        String: Encode<'a, DB> + Type<DB>,
+        Option<String>: Encode<'a, DB> + Type<DB>,
+        &'a str: Encode<'a, DB> + Type<DB>,
+    {
+        let mut builder = QueryBuilder::<DB>::new("UPDATE tasks SET ");
+        let mut set = builder.separated(", ");
+        if let Some(title) = self.title {
+            set.push("title = ").push_bind_unseparated(title);
+        }
+        if let Some(description) = self.description {
+            set.push("description = ")
+                .push_bind_unseparated(description);
+        }
+        if let Some(priority) = self.priority {
+            set.push("priority = ")
+                .push_bind_unseparated(priority.as_str());
+        }
+        if let Some(category) = self.category {
+            set.push("category = ")
+                .push_bind_unseparated(category.as_str());
+        }
+        if let Some(due_date) = self.due_date {
+            set.push(r#""dueDate" = "#)
+                .push_bind_unseparated(due_date.map(&time));
+        }
+        set.push(r#""updatedAt" = "#)
+            .push_bind_unseparated(time(Timestamp::now()));
+        builder.push(r#" WHERE "userId" = "#);
+        builder.push_bind(user_id);
+        builder.push(" AND id = ");
+        builder.push_bind(id);
+        builder.push(format!(" RETURNING {COLUMNS}"));
+        builder
+    }
 }
 
 /// Builds the record of a new task after validating it.
@@ -756,43 +815,11 @@ impl TaskStore for SqliteStore {
     ) -> Result<TaskRecord> {
         let id = parse_task_id(task_id)?.to_string();
         let patch = CleanPatch::new(patch)?;
-        if patch.title.is_none()
-            && patch.description.is_none()
-            && patch.priority.is_none()
-            && patch.category.is_none()
-            && patch.due_date.is_none()
-        {
+        if patch.is_empty() {
             return self.get(task_id, ctx).await;
         }
-        let mut builder = QueryBuilder::<Sqlite>::new("UPDATE tasks SET ");
-        let mut set = builder.separated(", ");
-        if let Some(title) = patch.title {
-            set.push("title = ").push_bind_unseparated(title);
-        }
-        if let Some(description) = patch.description {
-            set.push("description = ")
-                .push_bind_unseparated(description);
-        }
-        if let Some(priority) = patch.priority {
-            set.push("priority = ")
-                .push_bind_unseparated(priority.as_str());
-        }
-        if let Some(category) = patch.category {
-            set.push("category = ")
-                .push_bind_unseparated(category.as_str());
-        }
-        if let Some(due_date) = patch.due_date {
-            set.push(r#""dueDate" = "#)
-                .push_bind_unseparated(due_date.map(sqlite_time));
-        }
-        set.push(r#""updatedAt" = "#)
-            .push_bind_unseparated(sqlite_time(Timestamp::now()));
-        builder.push(r#" WHERE "userId" = "#);
-        builder.push_bind(ctx.user_id.as_str());
-        builder.push(" AND id = ");
-        builder.push_bind(id);
-        builder.push(format!(" RETURNING {COLUMNS}"));
-        let row = builder
+        let row = patch
+            .update_query::<Sqlite, _, _>(sqlite_time, &ctx.user_id, id)
             .build()
             .fetch_optional(self.pool())
             .await?
@@ -920,43 +947,11 @@ impl TaskStore for PostgresStore {
     ) -> Result<TaskRecord> {
         let id = parse_task_id(task_id)?;
         let patch = CleanPatch::new(patch)?;
-        if patch.title.is_none()
-            && patch.description.is_none()
-            && patch.priority.is_none()
-            && patch.category.is_none()
-            && patch.due_date.is_none()
-        {
+        if patch.is_empty() {
             return self.get(task_id, ctx).await;
         }
-        let mut builder = QueryBuilder::<Postgres>::new("UPDATE tasks SET ");
-        let mut set = builder.separated(", ");
-        if let Some(title) = patch.title {
-            set.push("title = ").push_bind_unseparated(title);
-        }
-        if let Some(description) = patch.description {
-            set.push("description = ")
-                .push_bind_unseparated(description);
-        }
-        if let Some(priority) = patch.priority {
-            set.push("priority = ")
-                .push_bind_unseparated(priority.as_str());
-        }
-        if let Some(category) = patch.category {
-            set.push("category = ")
-                .push_bind_unseparated(category.as_str());
-        }
-        if let Some(due_date) = patch.due_date {
-            set.push(r#""dueDate" = "#)
-                .push_bind_unseparated(due_date.map(pg_time));
-        }
-        set.push(r#""updatedAt" = "#)
-            .push_bind_unseparated(pg_time(Timestamp::now()));
-        builder.push(r#" WHERE "userId" = "#);
-        builder.push_bind(ctx.user_id.as_str());
-        builder.push(" AND id = ");
-        builder.push_bind(id);
-        builder.push(format!(" RETURNING {COLUMNS}"));
-        let row = builder
+        let row = patch
+            .update_query::<Postgres, _, _>(pg_time, &ctx.user_id, id)
             .build()
             .fetch_optional(self.pool())
             .await?
