@@ -104,6 +104,14 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     token_delay_ms: u64,
 
+    /// Mean pause of each user before each turn, in milliseconds: a person
+    /// reading the answer and typing. Each pause is drawn uniformly from
+    /// 0 to twice this, so users do not send in lockstep. 0 sends every turn
+    /// the moment the previous one ends (a closed loop that saturates the
+    /// machine).
+    #[arg(long, default_value_t = 0)]
+    think_ms: u64,
+
     /// Port of the fake provider (0 picks one; fix it when the server is
     /// started by hand with OPENAI_BASE_URL=http://127.0.0.1:PORT/v1).
     #[arg(long, default_value_t = 0)]
@@ -198,7 +206,8 @@ async fn run(args: Args) -> Result<(), String> {
         targets: Vec::new(),
     };
     report.line(format!(
-        "loadtest: server {} (pid {}), database {}, fake provider {} ({} tokens, {} ms/token)",
+        "loadtest: server {} (pid {}), database {}, fake provider {} ({} tokens, {} ms/token), \
+         think time {} ms",
         target.base,
         target
             .pid
@@ -206,7 +215,8 @@ async fn run(args: Args) -> Result<(), String> {
         target.database,
         provider.base_url(),
         args.answer_tokens.max(1),
-        args.token_delay_ms
+        args.token_delay_ms,
+        args.think_ms
     ));
     if let Some(pid) = target.pid {
         report.line(format!(
@@ -369,6 +379,35 @@ async fn token_for(http: &reqwest::Client, target: &Target, user: &str) -> Resul
     }
 }
 
+/// A user's pauses between turns: uniform in `0..=2 * mean`, from a small
+/// deterministic generator (splitmix64) so runs are repeatable.
+struct ThinkTime {
+    mean_ms: u64,
+    state: u64,
+}
+
+impl ThinkTime {
+    fn new(mean_ms: u64, user: u64) -> Self {
+        Self {
+            mean_ms,
+            state: user.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03,
+        }
+    }
+
+    async fn pause(&mut self) {
+        if self.mean_ms == 0 {
+            return;
+        }
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let ms = z % (2 * self.mean_ms + 1);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 fn run_id() -> String {
     let mut bytes = [0u8; 4];
     let _ = getrandom::fill(&mut bytes);
@@ -471,6 +510,7 @@ async fn turns_phase(
         let done = Arc::clone(&done);
         let turns = args.turns;
         let tool = i < tool_users;
+        let mut think = ThinkTime::new(args.think_ms, i as u64);
         handles.push(tokio::spawn(async move {
             let mut stats = PhaseStats::default();
             let mut thread_id: Option<String> = None;
@@ -479,6 +519,7 @@ async fn turns_phase(
                 stop_at_first_delta: false,
             };
             for t in 0..turns {
+                think.pause().await;
                 let text = if tool {
                     format!("{TOOL_MARKER} please add task number {t}")
                 } else {
