@@ -43,9 +43,11 @@
 //!
 //! [`finish`]: ChunkAccumulator::finish
 
+use super::chunk_view::{self, ChunkView, DeltaView, FirstChoice, Text};
 use super::{FinishReason, ModelEvent, ModelResponse, ToolCall, Usage};
 use crate::error::{Error, Result};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 
 /// One server-sent event.
@@ -68,19 +70,33 @@ pub struct SseDecoder {
 impl SseDecoder {
     /// Feeds received bytes; returns the events they completed.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
+        if self.buf.is_empty() {
+            // The usual case: the read starts at a line boundary, so its
+            // complete lines are read in place and only a tail is kept.
+            let used = self.lines(bytes, &mut events);
+            self.buf.extend_from_slice(&bytes[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(bytes);
+            let used = self.lines(&buf, &mut events);
+            buf.drain(..used);
+            self.buf = buf;
+        }
+        events
+    }
+
+    /// Reads the complete lines of `bytes`; returns how many bytes they took.
+    fn lines(&mut self, bytes: &[u8], events: &mut Vec<SseEvent>) -> usize {
         let mut start = 0;
-        while let Some(pos) = self.buf[start..].iter().position(|b| *b == b'\n') {
+        while let Some(pos) = bytes[start..].iter().position(|b| *b == b'\n') {
             let end = start + pos;
-            let line = &self.buf[start..end];
+            let line = &bytes[start..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let line = String::from_utf8_lossy(line).into_owned();
-            self.line(&line, &mut events);
+            self.line(&String::from_utf8_lossy(line), events);
             start = end + 1;
         }
-        self.buf.drain(..start);
-        events
+        start
     }
 
     /// Ends the stream: a last line without newline and a pending event
@@ -153,6 +169,8 @@ pub struct ChunkAccumulator {
     usage: Option<Usage>,
     chunks: usize,
     done: bool,
+    /// Whether chunks are read through [`ChunkView`] first.
+    typed: bool,
 }
 
 impl ChunkAccumulator {
@@ -173,6 +191,7 @@ impl ChunkAccumulator {
             usage: None,
             chunks: 0,
             done: false,
+            typed: chunk_view::supports(reasoning_fields),
         }
     }
 
@@ -196,6 +215,12 @@ impl ChunkAccumulator {
         }
         if data.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.typed
+            && event.event.as_deref() != Some("error")
+            && let Some((view, choices)) = ChunkView::parse(data, &self.reasoning_fields)
+        {
+            return Ok(self.push_view(view, choices));
         }
         let values = match serde_json::from_str::<Value>(data) {
             Ok(value) => vec![value],
@@ -275,6 +300,35 @@ impl ChunkAccumulator {
         Ok(events)
     }
 
+    /// A chunk read by [`ChunkView`]: the same steps as [`Self::push`].
+    fn push_view(&mut self, view: ChunkView<'_>, choices: Vec<FirstChoice<'_>>) -> Vec<ModelEvent> {
+        self.chunks += 1;
+        if self.response_id.is_none()
+            && let Some(Text(id)) = &view.id
+            && !id.is_empty()
+        {
+            self.response_id = Some(id.as_ref().to_owned());
+        }
+        if let Some(usage) = view.usage {
+            self.take_raw_usage(usage);
+        }
+        let mut events = Vec::new();
+        for choice in choices {
+            if let Some(usage) = choice.usage {
+                self.take_raw_usage(usage);
+            }
+            if let Some(delta) = choice.delta {
+                self.push_delta_view(delta, &mut events);
+            }
+            if let Some(Text(reason)) = choice.finish_reason
+                && !reason.is_empty()
+            {
+                self.finish_reason = Some(reason.into_owned());
+            }
+        }
+        events
+    }
+
     fn push_delta(&mut self, delta: &Value, events: &mut Vec<ModelEvent>) {
         let reasoning = self
             .reasoning_fields
@@ -282,35 +336,75 @@ impl ChunkAccumulator {
             .filter_map(|field| delta.get(field))
             .map(reasoning_text)
             .find(|text| !text.is_empty());
+        self.push_reasoning(reasoning, events);
+        for field in ["content", "refusal"] {
+            if let Some(text) = delta.get(field).and_then(Value::as_str) {
+                self.push_text(text, events);
+            }
+        }
+        if let Some(calls) = delta.get("tool_calls") {
+            self.push_tool_calls(calls);
+        }
+        if let Some(call) = delta.get("function_call") {
+            self.push_function_call(call);
+        }
+    }
+
+    fn push_delta_view(&mut self, delta: DeltaView<'_>, events: &mut Vec<ModelEvent>) {
+        let reasoning = delta
+            .reasoning
+            .iter()
+            .flatten()
+            .map(|raw| raw_reasoning_text(raw))
+            .find(|text| !text.is_empty());
+        self.push_reasoning(reasoning, events);
+        for Text(text) in [delta.content, delta.refusal].into_iter().flatten() {
+            self.push_text(&text, events);
+        }
+        if let Some(calls) = delta.tool_calls.and_then(parse_raw) {
+            self.push_tool_calls(&calls);
+        }
+        if let Some(call) = delta.function_call.and_then(parse_raw) {
+            self.push_function_call(&call);
+        }
+    }
+
+    fn push_reasoning(&mut self, reasoning: Option<String>, events: &mut Vec<ModelEvent>) {
         if let Some(reasoning) = reasoning {
             self.saw_reasoning = true;
             self.reasoning.push_str(&reasoning);
             events.push(ModelEvent::ReasoningDelta(reasoning));
         }
-        for field in ["content", "refusal"] {
-            if let Some(text) = delta.get(field).and_then(Value::as_str)
-                && !text.is_empty()
-            {
-                self.text.push_str(text);
-                events.push(ModelEvent::TextDelta(text.to_owned()));
-            }
+    }
+
+    fn push_text(&mut self, text: &str, events: &mut Vec<ModelEvent>) {
+        if !text.is_empty() {
+            self.text.push_str(text);
+            events.push(ModelEvent::TextDelta(text.to_owned()));
         }
-        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+    }
+
+    fn push_tool_calls(&mut self, calls: &Value) {
+        if let Some(calls) = calls.as_array() {
             for call in calls {
                 self.push_tool_fragment(call);
             }
         }
-        if let Some(call) = delta.get("function_call").filter(|c| c.is_object()) {
-            // Legacy single function call: treat as the call at index 0.
-            let mut fragment = call.clone();
-            if let Some(obj) = fragment.as_object_mut() {
-                let function = Value::Object(obj.clone());
-                obj.clear();
-                obj.insert("index".into(), Value::from(0));
-                obj.insert("function".into(), function);
-            }
-            self.push_tool_fragment(&fragment);
+    }
+
+    fn push_function_call(&mut self, call: &Value) {
+        if !call.is_object() {
+            return;
         }
+        // Legacy single function call: treat as the call at index 0.
+        let mut fragment = call.clone();
+        if let Some(obj) = fragment.as_object_mut() {
+            let function = Value::Object(obj.clone());
+            obj.clear();
+            obj.insert("index".into(), Value::from(0));
+            obj.insert("function".into(), function);
+        }
+        self.push_tool_fragment(&fragment);
     }
 
     fn push_tool_fragment(&mut self, fragment: &Value) {
@@ -382,6 +476,12 @@ impl ChunkAccumulator {
             && !slot.name.is_empty()
             && id.is_none_or(|_| slot.id.is_empty())
             && is_complete_json(&slot.arguments)
+    }
+
+    fn take_raw_usage(&mut self, usage: &RawValue) {
+        if let Some(usage) = parse_raw(usage) {
+            self.take_usage(&usage);
+        }
     }
 
     fn take_usage(&mut self, usage: &Value) {
@@ -484,6 +584,20 @@ fn reasoning_text(value: &Value) -> String {
             .collect(),
         _ => String::new(),
     }
+}
+
+/// [`reasoning_text`] of a field the view kept raw; a plain string (MiMo's
+/// and DeepSeek's `reasoning_content`) is read without a `Value`.
+fn raw_reasoning_text(raw: &RawValue) -> String {
+    match serde_json::from_str::<Text<'_>>(raw.get()) {
+        Ok(Text(text)) => text.into_owned(),
+        Err(_) => parse_raw(raw).map_or_else(String::new, |value| reasoning_text(&value)),
+    }
+}
+
+/// A raw JSON value the view kept; it was validated when it was read.
+fn parse_raw(raw: &RawValue) -> Option<Value> {
+    serde_json::from_str(raw.get()).ok()
 }
 
 fn is_complete_json(text: &str) -> bool {
@@ -609,6 +723,97 @@ mod tests {
     fn chunk(delta: Value) -> Value {
         json!({"id": "chatcmpl-1", "object": "chat.completion.chunk",
                "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+    }
+
+    /// Feeds `frames` (SSE data payloads) and returns every result and the
+    /// final response, rendered for comparison.
+    fn outcome(mut acc: ChunkAccumulator, frames: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = frames
+            .iter()
+            .map(|data| {
+                let event = SseEvent {
+                    event: None,
+                    data: (*data).to_owned(),
+                };
+                format!("{:?}", acc.push_event(&event))
+            })
+            .collect();
+        out.push(format!("{:?}", acc.finish()));
+        out
+    }
+
+    #[test]
+    fn typed_chunks_read_exactly_as_values_do() {
+        let streams: &[&[&str]] = &[
+            &[
+                r#"{"id":"c-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+                r#"{"id":"c-1","choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
+                r#"{"id":"c-1","choices":[{"index":0,"delta":{"content":"lo \"w\u00e9\"\n"}}]}"#,
+                r#"{"id":"c-1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                r#"{"id":"c-1","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":1}}}"#,
+                "[DONE]",
+            ],
+            &[
+                r#"{"id":"","choices":[{"delta":{"reasoning_content":"think "}}]}"#,
+                r#"{"choices":[{"delta":{"reasoning_content":"","reasoning":"more"}}]}"#,
+                r#"{"choices":[{"delta":{"reasoning_content":null,"reasoning":[{"text":"a"},{"text":"b"}]}}]}"#,
+                r#"{"choices":[{"delta":{"refusal":"no","content":"yes"}}],"usage":null}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"x"},"usage":{"input_tokens":2,"output_tokens":1},"finish_reason":"length"}]}"#,
+            ],
+            &[
+                r#"{"id":"r","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"add_task","arguments":""}}]}}]}"#,
+                r#"{"id":"r","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"title":"}}]}}]}"#,
+                r#"{"id":"r","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":""x"}"}},{"index":1,"id":"call_b","function":{"name":"list_tasks","arguments":{"status":"all"}}}]}}]}"#,
+                r#"{"id":"r","choices":[{"index":0,"delta":{"tool_calls":null},"finish_reason":"tool_calls"}]}"#,
+                "[DONE]",
+            ],
+            &[
+                r#"{"choices":[{"delta":{"function_call":{"name":"stats","arguments":"{}"}}}]}"#,
+                r#"{"choices":[{"delta":{"function_call":"bad","tool_calls":{"not":"an array"}}}]}"#,
+                r#"{"choices":[{"index":1,"delta":{"content":"other choice"}},{"index":0,"delta":{"content":"first"}}]}"#,
+                r#"{"choices":[{"index":"0","delta":{"content":"string index"}}]}"#,
+                r#"{"choices":[{"delta":"not an object","message":{"content":"whole"}}]}"#,
+                r#"{"choices":[{"delta":null,"message":{"content":" reply"}}]}"#,
+                r#"{"choices":[{"delta":{"content":["parts"]}}]}"#,
+                r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+                r#"{"id":5,"choices":{"0":{}}}"#,
+                r#"{"choices":null}"#,
+                r#"{"choices":[{"finish_reason":7}]}"#,
+                r#"{"choices":[{"delta":{"content":"z"}}]} trailing"#,
+                concat!(
+                    r#"{"choices":[{"delta":{"content":"p"}}]}"#,
+                    "\n",
+                    r#"{"choices":[{"delta":{"content":"q"}}]}"#
+                ),
+                r#"{"error":null,"choices":[{"delta":{"content":"after null error"},"finish_reason":""}]}"#,
+            ],
+            &[
+                r#"{"choices":[{"delta":{"content":"partial"}}]}"#,
+                r#"{"error":{"message":"Rate limit reached","type":"rate_limit_error","code":429}}"#,
+            ],
+            &[r#"{"choices":[{"delta":{"content":"cut off"}}]}"#],
+            &["{not json"],
+        ];
+        for frames in streams {
+            let typed = outcome(acc(), frames);
+            let mut values = acc();
+            values.typed = false;
+            assert_eq!(typed, outcome(values, frames), "{frames:?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_chunks_take_the_typed_path() {
+        let mut acc = acc();
+        assert!(acc.typed);
+        let data = r#"{"choices":[{"delta":{"content":"hi"}}]}"#;
+        let (view, choices) = ChunkView::parse(data, &acc.reasoning_fields).unwrap();
+        assert_eq!(
+            acc.push_view(view, choices),
+            vec![ModelEvent::TextDelta("hi".into())]
+        );
+        let dialect_reading_content = ChunkAccumulator::new(&["content".to_owned()], "f");
+        assert!(!dialect_reading_content.typed);
     }
 
     fn finish_chunk(reason: &str) -> Value {

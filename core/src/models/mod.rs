@@ -208,6 +208,7 @@ pub use scripted::ScriptedModel;
 /// stable API.
 #[doc(hidden)]
 pub mod accumulate;
+mod chunk_view;
 pub mod dialect;
 pub mod openai;
 mod request_body;
