@@ -114,7 +114,7 @@ impl Responder for AgentResponder {
         let mut mapper = Mapper::default();
         if agent.name() != self.default_agent {
             // Routed without a model round trip; still show who answers.
-            mapper.handoff(turn, agent.name()).await?;
+            Box::pin(mapper.handoff(turn, agent.name())).await?;
         }
         let mut run = self
             .runner
@@ -223,13 +223,21 @@ struct Mapper {
 }
 
 impl Mapper {
+    /// Maps one run event. Only a text or reasoning delta of an open item is
+    /// awaited in place: every other step (opening or closing an item, tool
+    /// and handoff tasks) happens a few times per turn and is boxed, so that
+    /// the open stream does not reserve room for their futures.
     async fn apply(&mut self, turn: &mut Turn, event: RunEvent) -> Result<()> {
         match event {
             RunEvent::AgentStarted { .. } | RunEvent::Completed { .. } => Ok(()),
             RunEvent::ReasoningDelta(delta) => self.reasoning_delta(turn, &delta).await,
             RunEvent::TextDelta(delta) => {
-                self.close_reasoning(turn).await?;
-                self.open_message(turn).await?;
+                if self.reasoning.is_some() {
+                    Box::pin(self.close_reasoning(turn)).await?;
+                }
+                if self.message.is_none() {
+                    Box::pin(self.open_message(turn)).await?;
+                }
                 if let Some((item, text)) = &mut self.message {
                     text.push_str(&delta);
                     let item_id = item.id.clone();
@@ -245,11 +253,11 @@ impl Mapper {
                 Ok(())
             }
             RunEvent::ResponseCompleted { text, .. } => {
-                self.close_reasoning(turn).await?;
+                Box::pin(self.close_reasoning(turn)).await?;
                 if self.message.is_none() && !text.is_empty() {
-                    self.open_message(turn).await?;
+                    Box::pin(self.open_message(turn)).await?;
                 }
-                self.finish_message(turn, &text).await
+                Box::pin(self.finish_message(turn, &text)).await
             }
             RunEvent::ToolStarted { call } => {
                 let task = Task {
@@ -260,7 +268,7 @@ impl Mapper {
                         content: None,
                     },
                 };
-                let index = self.add_tool_task(turn, task).await?;
+                let index = Box::pin(self.add_tool_task(turn, task)).await?;
                 self.calls.push((call.id, index));
                 Ok(())
             }
@@ -294,9 +302,9 @@ impl Mapper {
                         },
                     }
                 };
-                self.update_tool_task(turn, index, task).await
+                Box::pin(self.update_tool_task(turn, index, task)).await
             }
-            RunEvent::Handoff { to, .. } => self.handoff(turn, &to).await,
+            RunEvent::Handoff { to, .. } => Box::pin(self.handoff(turn, &to)).await,
         }
     }
 
@@ -411,7 +419,12 @@ impl Mapper {
                 })
                 .await;
         }
-        let mut open = OpenWorkflow::open(turn, WorkflowKind::Reasoning, Vec::new()).await?;
+        let mut open = Box::pin(OpenWorkflow::open(
+            turn,
+            WorkflowKind::Reasoning,
+            Vec::new(),
+        ))
+        .await?;
         let task = thought_task(delta);
         turn.emit(ThreadStreamEvent::ItemUpdated {
             item_id: open.id.clone(),

@@ -61,6 +61,9 @@ impl ChatEngine {
         let (tx, stream) = EventStream::channel(self.config().stream_buffer);
         let engine = self.clone();
         let span = tracing::info_span!("chatkit.turn", thread_id = %plan.thread.id);
+        // Boxed: the plan is moved out at once, but a future keeps the room of
+        // its arguments for its whole life.
+        let plan = Box::new(plan);
         tokio::spawn(async move { engine.run_turn(plan, ctx, tx).await }.instrument(span));
         Ok(stream)
     }
@@ -302,14 +305,14 @@ impl ChatEngine {
     }
 
     /// Runs one turn to completion, cancellation or failure.
-    async fn run_turn(self, plan: TurnPlan, ctx: RequestContext, tx: EventSender) {
+    async fn run_turn(self, plan: Box<TurnPlan>, ctx: RequestContext, tx: EventSender) {
         let TurnPlan {
             thread,
             lease,
             prelude,
             opening,
             phase,
-        } = plan;
+        } = *plan;
         let mut turn = Turn::new(thread, ctx, self.store().clone(), tx);
         let watcher = turn.disconnect_watcher();
         let responder = self.inner.responder.clone();
@@ -336,7 +339,7 @@ impl ChatEngine {
             Ok(()) => tracing::debug!("turn complete"),
             Err(Error::Cancelled) => {
                 tracing::info!("client disconnected; keeping the partial answer");
-                if let Err(err) = turn.persist_cancelled().await {
+                if let Err(err) = Box::pin(turn.persist_cancelled()).await {
                     tracing::error!(code = err.code(), error = %err, "failed to persist a cancelled turn");
                 }
             }

@@ -95,18 +95,30 @@ impl Turn {
     ///
     /// Returns [`Error::Cancelled`] once the client is gone; a responder should
     /// stop then (the engine runs the cancellation path).
-    pub async fn emit(&mut self, event: ThreadStreamEvent) -> Result<()> {
-        let event = self.apply(event).await?;
-        if let Some(event) = event {
-            self.send(event).await?;
+    pub fn emit(
+        &mut self,
+        event: ThreadStreamEvent,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        // Boxed before the first await: an event is a few hundred bytes, and
+        // every future that awaits `emit` (the responder's, the turn task's)
+        // would otherwise reserve room for it for as long as the stream is
+        // open.
+        let event = Box::new(event);
+        async move {
+            if let Some(event) = self.apply(event).await? {
+                self.send_boxed(event).await?;
+            }
+            self.sync_thread().await
         }
-        self.sync_thread().await
     }
 
     /// Persists what `event` asks for and returns what should go on the wire.
-    async fn apply(&mut self, mut event: ThreadStreamEvent) -> Result<Option<ThreadStreamEvent>> {
+    async fn apply(
+        &mut self,
+        mut event: Box<ThreadStreamEvent>,
+    ) -> Result<Option<Box<ThreadStreamEvent>>> {
         let thread_id = self.thread.id.clone();
-        match &mut event {
+        match &mut *event {
             ThreadStreamEvent::ItemAdded { item } => {
                 // Items always belong to the thread being answered.
                 item.thread_id.clone_from(&thread_id);
@@ -153,11 +165,16 @@ impl Turn {
     }
 
     /// Sends an event without processing it.
-    pub(crate) async fn send(&mut self, event: ThreadStreamEvent) -> Result<()> {
-        self.tx
-            .send(Box::new(event))
-            .await
-            .map_err(|_| Error::Cancelled)
+    pub(crate) fn send(
+        &mut self,
+        event: ThreadStreamEvent,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        // Boxed before the first await, as in `emit`.
+        self.send_boxed(Box::new(event))
+    }
+
+    async fn send_boxed(&mut self, event: Box<ThreadStreamEvent>) -> Result<()> {
+        self.tx.send(event).await.map_err(|_| Error::Cancelled)
     }
 
     /// Saves the thread and sends `thread.updated` if it changed since the
