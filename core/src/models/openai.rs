@@ -487,6 +487,10 @@ fn is_retryable(error: &Error) -> bool {
 impl Inner {
     /// Runs the call with retries, feeding `tx`.
     async fn run(self: Arc<Self>, body: Bytes, tx: Sender) {
+        // Kept for retries, which only happen before anything was streamed;
+        // the attempt releases it at the first delta, so an answer that
+        // streams for minutes does not hold the whole request.
+        let mut body = Some(body);
         let attempts = self.retry.max_attempts.max(1);
         for attempt in 1..=attempts {
             let span = tracing::info_span!(
@@ -495,7 +499,7 @@ impl Inner {
                 provider = %self.dialect.name,
                 attempt,
             );
-            let outcome = self.attempt(&body, &tx).instrument(span.clone()).await;
+            let outcome = self.attempt(&mut body, &tx).instrument(span.clone()).await;
             let (error, retry_after, emitted) = match outcome {
                 Ok(()) | Err(Failure::Cancelled) => return,
                 Err(Failure::Failed {
@@ -524,8 +528,15 @@ impl Inner {
         }
     }
 
-    /// One HTTP request and its stream.
-    async fn attempt(&self, body: &Bytes, tx: &Sender) -> Result<(), Failure> {
+    /// One HTTP request and its stream. `body` is set to `None` once a delta
+    /// was sent on `tx` (the call is not retried after that).
+    async fn attempt(&self, body: &mut Option<Bytes>, tx: &Sender) -> Result<(), Failure> {
+        let Some(payload) = body.clone() else {
+            return Err(failed(
+                Error::Internal("the model request was already released".to_owned()),
+                true,
+            ));
+        };
         let started = Instant::now();
         let end = self.timeouts.request.map(|limit| started + limit);
         let cap = |deadline: Instant| match end {
@@ -556,7 +567,7 @@ impl Inner {
             .http
             .post(&self.url)
             .headers(self.headers.clone())
-            .body(body.clone())
+            .body(payload)
             .send();
         let response = tokio::select! {
             _ = tx.closed() => return Err(Failure::Cancelled),
@@ -655,6 +666,7 @@ impl Inner {
                     for delta in deltas {
                         text_streamed |= matches!(delta, ModelEvent::TextDelta(_));
                         emitted = true;
+                        *body = None;
                         tx.send(Box::new(Ok(delta)))
                             .await
                             .map_err(|_| Failure::Cancelled)?;
