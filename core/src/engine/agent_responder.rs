@@ -111,6 +111,15 @@ impl Responder for AgentResponder {
             })
             .unwrap_or_default();
         let agent = (self.router)(&latest_text);
+        // The history is not needed while the answer streams (which can take
+        // minutes); only a title for an untitled thread is.
+        let title = turn
+            .thread()
+            .title
+            .is_none()
+            .then(|| title_for(&recent))
+            .flatten();
+        drop(recent);
         let mut mapper = Mapper::default();
         if agent.name() != self.default_agent {
             // Routed without a model round trip; still show who answers.
@@ -130,7 +139,7 @@ impl Responder for AgentResponder {
         }
         mapper.close_workflows(turn).await?;
         if turn.thread().title.is_none()
-            && let Some(title) = title_for(&recent)
+            && let Some(title) = title
         {
             turn.thread_mut().title = Some(title);
         }
