@@ -9,6 +9,7 @@ use crate::protocol::{
     ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent, Timestamp, new_id,
 };
 use crate::store::SharedStore;
+use tokio::task::JoinHandle;
 
 /// The text of the hidden item written when the user stops a response; the
 /// model sees it next turn.
@@ -31,6 +32,8 @@ pub struct Turn {
     store: SharedStore,
     tx: EventSender,
     pending: Vec<ThreadItem>,
+    /// The item write in progress, if any (see [`Turn::write`]).
+    in_flight: Option<JoinHandle<Result<()>>>,
 }
 
 impl std::fmt::Debug for Turn {
@@ -57,6 +60,7 @@ impl Turn {
             store,
             tx,
             pending: Vec::new(),
+            in_flight: None,
         }
     }
 
@@ -127,9 +131,13 @@ impl Turn {
             }
             ThreadStreamEvent::ItemDone { item } => {
                 item.thread_id.clone_from(&thread_id);
-                self.store
-                    .add_thread_item(&thread_id, item, &self.ctx)
-                    .await?;
+                let (store, ctx, stored) = (self.store.clone(), self.ctx.clone(), item.clone());
+                self.write(async move {
+                    store
+                        .add_thread_item(&stored.thread_id, &stored, &ctx)
+                        .await
+                })
+                .await?;
                 self.pending.retain(|pending| pending.id != item.id);
                 if item.is_hidden() {
                     return Ok(None);
@@ -137,16 +145,20 @@ impl Turn {
             }
             ThreadStreamEvent::ItemReplaced { item } => {
                 item.thread_id.clone_from(&thread_id);
-                self.store.save_item(&thread_id, item, &self.ctx).await?;
+                let (store, ctx, stored) = (self.store.clone(), self.ctx.clone(), item.clone());
+                self.write(async move { store.save_item(&stored.thread_id, &stored, &ctx).await })
+                    .await?;
                 self.pending.retain(|pending| pending.id != item.id);
                 if item.is_hidden() {
                     return Ok(None);
                 }
             }
             ThreadStreamEvent::ItemRemoved { item_id } => {
-                self.store
-                    .delete_thread_item(&thread_id, item_id, &self.ctx)
-                    .await?;
+                let (store, ctx, removed) = (self.store.clone(), self.ctx.clone(), item_id.clone());
+                self.write(
+                    async move { store.delete_thread_item(&thread_id, &removed, &ctx).await },
+                )
+                .await?;
                 self.pending.retain(|pending| &pending.id != item_id);
             }
             ThreadStreamEvent::ItemUpdated { item_id, update } => {
@@ -162,6 +174,24 @@ impl Turn {
             _ => {}
         }
         Ok(Some(event))
+    }
+
+    /// Runs an item write in a task of its own and waits for it.
+    ///
+    /// When the client leaves, the engine drops the responder's future
+    /// wherever it is waiting. A store write dropped mid-way still lands (the
+    /// database already has it), but later, and on another connection than
+    /// the cancellation path's writes, so the thread could end with the
+    /// hidden cancellation marker before the item. As a task the write is
+    /// not dropped, and [`Turn::persist_cancelled`] waits for it first.
+    async fn write<F>(&mut self, write: F) -> Result<()>
+    where
+        F: Future<Output = Result<()>> + Send + 'static,
+    {
+        let handle = self.in_flight.insert(tokio::spawn(write));
+        let outcome = handle.await;
+        self.in_flight = None;
+        outcome.map_err(|err| Error::Internal(format!("a store write did not finish: {err}")))?
     }
 
     /// Sends an event without processing it.
@@ -192,6 +222,11 @@ impl Turn {
     /// The cancellation path: keep the partial assistant text and tell the
     /// model next turn that the user stopped this one.
     pub(crate) async fn persist_cancelled(&mut self) -> Result<()> {
+        if let Some(write) = self.in_flight.take()
+            && let Ok(Err(err)) = write.await
+        {
+            tracing::warn!(code = err.code(), error = %err, "an item write of the cancelled turn failed");
+        }
         let pending = std::mem::take(&mut self.pending);
         for mut item in pending {
             if let ItemKind::AssistantMessage(message) = &item.kind {
