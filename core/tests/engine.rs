@@ -9,12 +9,12 @@ use chatkit_engine::engine::{
     stream_text,
 };
 use chatkit_engine::protocol::{
-    Action, AssistantMessage, AssistantMessageContent, ChoiceOption, ClientToolCall,
-    ClientToolCallStatus, HiddenContext, IdKind, ItemKind, StructuredInput, StructuredInputItem,
-    StructuredInputKind, StructuredInputStatus, ThreadItem, ThreadItemUpdate, ThreadMetadata,
-    ThreadStreamEvent, WidgetItem,
+    Action, AssistantMessage, AssistantMessageContent, Attachment, ChoiceOption, ClientToolCall,
+    ClientToolCallStatus, FeedbackKind, HiddenContext, IdKind, ItemKind, Order, Page,
+    StructuredInput, StructuredInputItem, StructuredInputKind, StructuredInputStatus, ThreadItem,
+    ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent, WidgetItem,
 };
-use chatkit_engine::store::SqliteStore;
+use chatkit_engine::store::{SqliteStore, Store as _};
 use chatkit_engine::{EngineConfig, Error, RequestContext, Result};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -870,4 +870,198 @@ async fn sse_frames_are_data_lines_separated_by_blank_lines() {
         count += 1;
     }
     assert!(count >= 8);
+}
+
+/// A store whose assistant-message writes reach the database at once but
+/// land `delay` later, even when the caller stops waiting: what a dropped
+/// query does (the database already has it).
+struct LandsLate {
+    inner: Arc<SqliteStore>,
+    delay: std::time::Duration,
+}
+
+#[async_trait]
+impl chatkit_engine::store::Store for LandsLate {
+    async fn load_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<ThreadMetadata> {
+        self.inner.load_thread(thread_id, ctx).await
+    }
+    async fn save_thread(&self, thread: &ThreadMetadata, ctx: &RequestContext) -> Result<()> {
+        self.inner.save_thread(thread, ctx).await
+    }
+    async fn load_threads(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+        order: Order,
+        ctx: &RequestContext,
+    ) -> Result<Page<ThreadMetadata>> {
+        self.inner.load_threads(limit, after, order, ctx).await
+    }
+    async fn delete_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<()> {
+        self.inner.delete_thread(thread_id, ctx).await
+    }
+    async fn load_thread_items(
+        &self,
+        thread_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        order: Order,
+        ctx: &RequestContext,
+    ) -> Result<Page<ThreadItem>> {
+        self.inner
+            .load_thread_items(thread_id, after, limit, order, ctx)
+            .await
+    }
+    async fn add_thread_item(
+        &self,
+        thread_id: &str,
+        item: &ThreadItem,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        if !matches!(item.kind, ItemKind::AssistantMessage(_)) {
+            return self.inner.add_thread_item(thread_id, item, ctx).await;
+        }
+        let (inner, delay) = (Arc::clone(&self.inner), self.delay);
+        let (thread_id, item, ctx) = (thread_id.to_owned(), item.clone(), ctx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            inner.add_thread_item(&thread_id, &item, &ctx).await
+        })
+        .await
+        .map_err(|err| Error::Internal(err.to_string()))?
+    }
+    async fn save_item(
+        &self,
+        thread_id: &str,
+        item: &ThreadItem,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.inner.save_item(thread_id, item, ctx).await
+    }
+    async fn load_item(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<ThreadItem> {
+        self.inner.load_item(thread_id, item_id, ctx).await
+    }
+    async fn delete_thread_item(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.inner.delete_thread_item(thread_id, item_id, ctx).await
+    }
+    async fn save_attachment(&self, attachment: &Attachment, ctx: &RequestContext) -> Result<()> {
+        self.inner.save_attachment(attachment, ctx).await
+    }
+    async fn load_attachment(
+        &self,
+        attachment_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<Attachment> {
+        self.inner.load_attachment(attachment_id, ctx).await
+    }
+    async fn delete_attachment(&self, attachment_id: &str, ctx: &RequestContext) -> Result<()> {
+        self.inner.delete_attachment(attachment_id, ctx).await
+    }
+    async fn add_feedback(
+        &self,
+        thread_id: &str,
+        item_ids: &[String],
+        kind: FeedbackKind,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.inner
+            .add_feedback(thread_id, item_ids, kind, ctx)
+            .await
+    }
+    async fn load_feedback(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<Option<FeedbackKind>> {
+        self.inner.load_feedback(thread_id, item_id, ctx).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+/// Answers with one finished message, in a single `thread.item.done`.
+struct AnswersAtOnce;
+
+#[async_trait]
+impl Responder for AnswersAtOnce {
+    async fn respond(&self, turn: &mut Turn, _input: Option<&ThreadItem>) -> Result<()> {
+        let answer = turn.new_item(
+            IdKind::Message,
+            ItemKind::AssistantMessage(AssistantMessage {
+                content: vec![AssistantMessageContent::text(
+                    "stored before the client left",
+                )],
+            }),
+        );
+        turn.emit(ThreadStreamEvent::ItemDone { item: answer })
+            .await
+    }
+}
+
+#[tokio::test]
+async fn an_item_being_written_when_the_client_leaves_is_stored_before_the_cancellation_marker() {
+    let sqlite = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let engine = ChatEngine::builder()
+        .store(LandsLate {
+            inner: Arc::clone(&sqlite),
+            delay: std::time::Duration::from_millis(200),
+        })
+        .responder(AnswersAtOnce)
+        .build()
+        .unwrap();
+    let Ok(Response::Stream(mut stream)) = engine
+        .process(
+            create("hello").to_string().as_bytes(),
+            RequestContext::new("alice"),
+        )
+        .await
+    else {
+        panic!("threads.create streams");
+    };
+    let mut thread_id = None;
+    while let Some(event) = stream.next_event().await {
+        match event {
+            ThreadStreamEvent::ThreadCreated { thread } => thread_id = Some(thread.id),
+            // The responder starts after stream_options; its answer is now
+            // on its way to the database.
+            ThreadStreamEvent::StreamOptions { .. } => break,
+            _ => {}
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(stream);
+    settle(&engine).await;
+
+    let thread_id = thread_id.unwrap();
+    let stored = sqlite
+        .load_thread_items(
+            &thread_id,
+            None,
+            50,
+            Order::Asc,
+            &RequestContext::new("alice"),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = stored.data.iter().map(|item| item.type_name()).collect();
+    assert_eq!(
+        kinds,
+        ["user_message", "assistant_message", "sdk_hidden_context"]
+    );
+    let ItemKind::SdkHiddenContext(marker) = &stored.data[2].kind else {
+        unreachable!()
+    };
+    assert_eq!(marker.content, CANCELLED_MARKER_TEXT);
 }
