@@ -403,7 +403,7 @@ impl ThinkTime {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        let ms = z % (2 * self.mean_ms + 1);
+        let ms = z % self.mean_ms.saturating_mul(2).saturating_add(1);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
