@@ -33,7 +33,7 @@ pub(crate) fn supports(reasoning_fields: &[String]) -> bool {
 }
 
 /// A JSON string, borrowed from the input when it has no escapes.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -87,7 +87,7 @@ struct ChoiceView<'a> {
 }
 
 /// The first choice (index 0) of a chunk, its delta read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FirstChoice<'a> {
     pub(crate) usage: Option<&'a RawValue>,
     pub(crate) delta: Option<DeltaView<'a>>,
@@ -95,7 +95,7 @@ pub(crate) struct FirstChoice<'a> {
 }
 
 /// A delta's fields; `reasoning` holds the dialect's reasoning fields in
-/// the dialect's order.
+/// the dialect's order, or is empty when the delta has none of them.
 #[derive(Debug, Default)]
 pub(crate) struct DeltaView<'a> {
     pub(crate) reasoning: Vec<Option<&'a RawValue>>,
@@ -169,10 +169,7 @@ impl<'de> Visitor<'de> for DeltaSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut delta = DeltaView {
-            reasoning: vec![None; self.reasoning_fields.len()],
-            ..DeltaView::default()
-        };
+        let mut delta = DeltaView::default();
         // A repeated key overwrites, as it does in a `Value` map.
         while let Some(key) = map.next_key::<Text<'de>>()? {
             match key.0.as_ref() {
@@ -181,7 +178,15 @@ impl<'de> Visitor<'de> for DeltaSeed<'_> {
                 "tool_calls" => delta.tool_calls = map.next_value()?,
                 "function_call" => delta.function_call = map.next_value()?,
                 other => match self.reasoning_fields.iter().position(|f| f == other) {
-                    Some(slot) => delta.reasoning[slot] = map.next_value()?,
+                    Some(slot) => {
+                        // Sized on the first reasoning field only: most
+                        // deltas have none, and this runs for every token.
+                        let value = map.next_value()?;
+                        if delta.reasoning.is_empty() {
+                            delta.reasoning.resize(self.reasoning_fields.len(), None);
+                        }
+                        delta.reasoning[slot] = value;
+                    }
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }
