@@ -224,6 +224,71 @@ async fn streams_are_sse_with_no_buffering_headers_and_plain_requests_are_json()
 }
 
 #[tokio::test]
+async fn http2_clients_with_prior_knowledge_stream_answers_too() {
+    let server = start(&[]).await;
+    let token = server.dev_token("alice").await;
+    let h2 = chatkit_engine::http::client_builder()
+        .unwrap()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+
+    let res = h2
+        .post(server.url("/chatkit"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(create_body("add a task to buy milk"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        header(&res, "content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    let events = sse_events(&res.bytes().await.unwrap());
+    assert_eq!(events[0]["type"], "thread.created");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+    );
+
+    let res = h2.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_head_that_arrives_in_pieces_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(&[]).await;
+    let body = json!({ "user": "alice" }).to_string();
+    let request = format!(
+        "POST /api/dev/token HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    // "P" could still be the start of the HTTP/2 preface: the server has to
+    // wait for more before it can tell.
+    let (first, rest) = request.as_bytes().split_at(1);
+    tcp.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tcp.write_all(rest).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("\"user_id\":\"alice\""), "{response}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn each_event_is_flushed_as_it_is_produced() {
     let server = start(&["--dev-stream-delay-ms", "80"]).await;
     let token = server.dev_token("alice").await;

@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod config;
+pub mod connections;
 pub mod dev_identity;
 pub mod session;
 pub mod sse;
@@ -23,10 +24,9 @@ pub mod sse;
 pub use app::{AppState, router};
 pub use config::{Args, IdentityMode, LogFormat, ServeConfig};
 
-use axum::serve::ListenerExt as _;
 use chatkit_engine::ChatEngine;
 use chatkit_engine::config::redact_url;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -183,21 +183,9 @@ impl Server {
             );
             let _ = signalled_tx.send(());
         };
-        // Each SSE frame is a small write; without TCP_NODELAY, Nagle's
-        // algorithm and delayed ACKs hold frames back for ~40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY");
-            }
-        });
-        // Handlers are turned into routes once, here, and `Shared` hands
-        // every connection a clone of that router (an `Arc`). Given the
-        // `Router` itself, axum would do that conversion and rebuild the route
-        // table for each connection: a few KiB per open stream.
-        let ready = tower::make::Shared::new(router.with_state::<()>(()));
-        let serve = axum::serve(listener, ready)
-            .with_graceful_shutdown(on_signal)
-            .into_future();
+        // Handlers are turned into routes once, here; every connection gets
+        // a clone of the router (an `Arc`).
+        let serve = connections::serve(listener, router.with_state::<()>(()), on_signal);
         tokio::pin!(serve);
         let deadline = async {
             if signalled_rx.await.is_ok() {
@@ -207,7 +195,7 @@ impl Server {
             }
         };
         tokio::select! {
-            result = &mut serve => result.map_err(|e| format!("server failed: {e}"))?,
+            () = &mut serve => {}
             () = deadline => {
                 tracing::warn!(
                     open_streams = state.in_flight().count(),
