@@ -50,6 +50,9 @@ use tokio::sync::Semaphore;
 const CPU_TARGET_MS: f64 = 1.0;
 const FIRST_EVENT_P99_TARGET_MS: f64 = 10.0;
 const STREAM_RSS_TARGET_KIB: f64 = 20.0;
+/// Streams the open-streams phase multiplexes on one HTTP/2 connection
+/// (browsers allow about 100).
+const STREAMS_PER_HTTP2_CONNECTION: usize = 100;
 const LIST_P99_TARGET_MS: f64 = 2.0;
 
 /// Load for `serve` with a built-in fake model provider (loopback only).
@@ -131,6 +134,13 @@ struct Args {
     /// Without it every open answer has its own HTTP/1.1 connection.
     #[arg(long)]
     provider_http2: bool,
+
+    /// The open-streams phase talks to the server over HTTP/2 (h2c with
+    /// prior knowledge), 100 streams to a connection, as a browser does over
+    /// HTTPS or a proxy speaking HTTP/2 to its upstream. Without it every
+    /// open stream has its own HTTP/1.1 connection.
+    #[arg(long)]
+    client_http2: bool,
 
     /// Per-request time limit, in seconds.
     #[arg(long, default_value_t = 60)]
@@ -748,8 +758,13 @@ async fn streams_phase(
         // Each stream: a client socket here and in the server, plus a
         // provider socket on each side unless the model calls share one
         // HTTP/2 connection.
-        let per_stream = if args.provider_http2 { 1 } else { 2 };
-        let needed = per_stream * n as u64 + 200;
+        let client_sockets = if args.client_http2 {
+            n.div_ceil(STREAMS_PER_HTTP2_CONNECTION) as u64
+        } else {
+            n as u64
+        };
+        let provider_sockets = if args.provider_http2 { 0 } else { n as u64 };
+        let needed = client_sockets + provider_sockets + 200;
         if needed > limit {
             return Err(format!(
                 "{n} open streams need about {needed} open files per process; the limit is {limit} \
@@ -758,6 +773,16 @@ async fn streams_phase(
         }
     }
     let url = format!("{}/chatkit", target.base);
+    // Over HTTP/2, one client (one connection) per 100 streams; reqwest
+    // keeps a single HTTP/2 connection per host and queues beyond it.
+    let clients = if args.client_http2 {
+        (0..n.div_ceil(STREAMS_PER_HTTP2_CONNECTION))
+            .map(|_| client::http2_client())
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![http.clone()]
+    };
+    let connections = if args.client_http2 { clients.len() } else { n };
     let run = run_id();
     let users = n.div_ceil(10).max(1);
     let mut tokens = Vec::with_capacity(users);
@@ -765,7 +790,13 @@ async fn streams_phase(
         tokens.push(token_for(http, target, &format!("stream-{run}-{i}")).await?);
     }
     report.line(format!(
-        "\n== open streams: {n} turns held open after their first text delta ({users} users)"
+        "\n== open streams: {n} turns held open after their first text delta ({users} users, \
+         {connections} {} connections)",
+        if args.client_http2 {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        }
     ));
     // Let the allocator settle after earlier phases.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -775,7 +806,7 @@ async fn streams_phase(
     let gate = Arc::new(Semaphore::new(64));
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        let http = http.clone();
+        let http = clients[(i / STREAMS_PER_HTTP2_CONNECTION) % clients.len()].clone();
         let url = url.clone();
         let token = tokens[i % users].clone();
         let gate = Arc::clone(&gate);
@@ -831,13 +862,18 @@ async fn streams_phase(
                 fds_before.unwrap_or(0),
                 fds_open.unwrap_or(0)
             ));
-            // Every open stream holds at least its client connection in the
-            // server; if the process does not, the pid is not the server's
-            // (a wrapper such as a profiler started it).
+            // The server holds every client connection; if the process does
+            // not, the pid is not the server's (a wrapper such as a profiler
+            // started it).
             let grew = fds_open
                 .unwrap_or(0)
                 .saturating_sub(fds_before.unwrap_or(0));
-            if grew < open.len() / 2 {
+            let held = if args.client_http2 {
+                clients.len()
+            } else {
+                open.len()
+            };
+            if grew < held / 2 {
                 report.line(format!(
                     "pid {} did not open the streams' connections: not measured",
                     target.pid.unwrap_or(0)

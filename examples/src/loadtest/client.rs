@@ -20,6 +20,18 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("HTTP client setup failed: {e}"))
 }
 
+/// Like [`http_client`], speaking HTTP/2 without negotiation (h2c with prior
+/// knowledge): its requests share one connection.
+pub fn http2_client() -> Result<reqwest::Client, String> {
+    let builder = chatkit_engine::http::client_builder().map_err(|e| e.to_string())?;
+    builder
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .http2_prior_knowledge()
+        .build()
+        .map_err(|e| format!("HTTP/2 client setup failed: {e}"))
+}
+
 /// An HS256 token for `user`, valid for 12 hours, as `serve` verifies with
 /// `JWT_SECRET=secret`.
 pub fn sign_token(secret: &str, user: &str) -> Result<String, String> {
