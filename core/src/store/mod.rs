@@ -27,9 +27,11 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
+mod pg_pool;
 mod postgres;
 mod sqlite;
 
+pub use pg_pool::{PgConnectionPool, PoolSettings, PooledConnection};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -6,6 +6,7 @@
 //! items. The schema lives in `migrations/postgres` and is applied when the
 //! store opens.
 
+use super::pg_pool::{PgConnectionPool, PoolSettings};
 use super::{Store, clamp_limit};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
@@ -18,73 +19,48 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, Row};
 use std::str::FromStr;
-use std::time::Duration;
 
 /// The embedded PostgreSQL migrations (`migrations/postgres`).
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
-
-/// Upper bound of pooled connections (Neon's pooler allows many more; a
-/// direct Neon endpoint allows about a hundred per compute).
-const MAX_CONNECTIONS: u32 = 10;
-
-/// How long a pooled connection may sit idle before it is pinged again on
-/// acquire (the same idea as HikariCP's alive-bypass window).
-const RECHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// A [`Store`] on PostgreSQL: the production backend.
 ///
 /// Cloning is cheap and clones share the connection pool.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: PgConnectionPool,
 }
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` / `postgresql://` URL names
-    /// and applies the migrations.
+    /// and applies the migrations, with the default [`PoolSettings`].
     ///
     /// TLS follows the URL's `sslmode` (Neon URLs carry `sslmode=require`).
     /// Idle connections are recycled before a serverless endpoint would drop
-    /// them. A connection that sat idle for half a second or more is
-    /// checked before it is handed out; sqlx already checks every
-    /// connection when it goes back to the pool, so checking again right
-    /// away would only add a round trip to every query.
+    /// them, and one that sat idle for half a second or more is checked
+    /// before it is handed out.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|err| Error::Config(format!("invalid PostgreSQL URL: {err}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(15))
-            .idle_timeout(Some(Duration::from_secs(240)))
-            .max_lifetime(Some(Duration::from_secs(30 * 60)))
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= RECHECK_AFTER_IDLE {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(options)
-            .await?;
+        let pool = PgConnectionPool::connect(options, PoolSettings::default()).await?;
         tracing::debug!("connected to PostgreSQL");
-        Self::from_pool(pool).await
+        Self::with_pool(pool).await
     }
 
-    /// Wraps an existing pool and applies the migrations.
-    pub async fn from_pool(pool: PgPool) -> Result<Self> {
-        MIGRATOR.run(&pool).await?;
+    /// Uses an existing pool and applies the migrations.
+    pub async fn with_pool(pool: PgConnectionPool) -> Result<Self> {
+        let mut conn = pool.acquire().await?;
+        MIGRATOR.run_direct(conn.get()?).await?;
+        conn.release();
         tracing::debug!("PostgreSQL migrations applied");
         Ok(Self { pool })
     }
 
-    /// The underlying connection pool.
-    pub fn pool(&self) -> &PgPool {
+    /// The connection pool.
+    pub fn pool(&self) -> &PgConnectionPool {
         &self.pool
     }
 
@@ -226,7 +202,8 @@ impl Store for PostgresStore {
     }
 
     async fn delete_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.get()?.begin().await?;
         for sql in [
             "DELETE FROM chat_feedback WHERE user_id = $1 AND thread_id = $2",
             "DELETE FROM chat_messages WHERE user_id = $1 AND thread_id = $2",
@@ -239,6 +216,7 @@ impl Store for PostgresStore {
                 .await?;
         }
         tx.commit().await?;
+        conn.release();
         Ok(())
     }
 
@@ -344,7 +322,8 @@ impl Store for PostgresStore {
         item_id: &str,
         ctx: &RequestContext,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.get()?.begin().await?;
         for sql in [
             "DELETE FROM chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
             "DELETE FROM chat_feedback WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
@@ -357,6 +336,7 @@ impl Store for PostgresStore {
                 .await?;
         }
         tx.commit().await?;
+        conn.release();
         Ok(())
     }
 
@@ -422,7 +402,8 @@ impl Store for PostgresStore {
     ) -> Result<()> {
         self.require_thread(thread_id, ctx).await?;
         let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.get()?.begin().await?;
         for item_id in item_ids {
             let done = sqlx::query(
                 "INSERT INTO chat_feedback (user_id, thread_id, item_id, kind, created_at) \
@@ -441,10 +422,12 @@ impl Store for PostgresStore {
             // Only items of this thread can be rated.
             if done.rows_affected() == 0 {
                 tx.rollback().await?;
+                conn.release();
                 return Err(Error::not_found("item", item_id.as_str()));
             }
         }
         tx.commit().await?;
+        conn.release();
         Ok(())
     }
 
