@@ -221,16 +221,15 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
         'p: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let pool = self.clone();
         let results = async move {
-            let mut lent = match pool.lend().await {
+            let mut lent = match self.lend().await {
                 Ok(lent) => lent,
                 Err(err) => return vec![Err(err)],
             };
-            let Some(connection) = lent.connection.as_mut() else {
-                return vec![Err(sqlx::Error::PoolClosed)];
+            let results: Vec<_> = match lent.connection() {
+                Ok(connection) => connection.fetch_many(query).collect().await,
+                Err(err) => return vec![Err(err)],
             };
-            let results: Vec<_> = connection.fetch_many(query).collect().await;
             if results.iter().all(|step| step.is_ok()) {
                 lent.release();
             }
@@ -247,9 +246,8 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
         'p: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let pool = self.clone();
         Box::pin(async move {
-            let mut lent = pool.lend().await?;
+            let mut lent = self.lend().await?;
             let row = lent.connection()?.fetch_optional(query).await?;
             lent.release();
             Ok(row)
@@ -264,9 +262,8 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
     where
         'p: 'e,
     {
-        let pool = self.clone();
         Box::pin(async move {
-            let mut lent = pool.lend().await?;
+            let mut lent = self.lend().await?;
             let statement = lent.connection()?.prepare_with(sql, parameters).await?;
             lent.release();
             Ok(statement)
@@ -280,9 +277,8 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
     where
         'p: 'e,
     {
-        let pool = self.clone();
         Box::pin(async move {
-            let mut lent = pool.lend().await?;
+            let mut lent = self.lend().await?;
             let described = lent.connection()?.describe(sql).await?;
             lent.release();
             Ok(described)
