@@ -50,10 +50,10 @@ use tokio::sync::Semaphore;
 const CPU_TARGET_MS: f64 = 1.0;
 const FIRST_EVENT_P99_TARGET_MS: f64 = 10.0;
 const STREAM_RSS_TARGET_KIB: f64 = 20.0;
+const LIST_P99_TARGET_MS: f64 = 2.0;
 /// Streams the open-streams phase multiplexes on one HTTP/2 connection
 /// (browsers allow about 100).
 const STREAMS_PER_HTTP2_CONNECTION: usize = 100;
-const LIST_P99_TARGET_MS: f64 = 2.0;
 
 /// Load for `serve` with a built-in fake model provider (loopback only).
 #[derive(Clone, Debug, Parser)]
