@@ -4,7 +4,8 @@
 //!   OpenAI-compatible test server) answers 429 or 500, times out, drops the
 //!   connection mid-stream or sends garbage: the stream ends with an `error`
 //!   event, the thread stays consistent, and a retry works;
-//! - a client that disconnects at a random point of each of 1,000 turns: no
+//! - a client that disconnects at a random point of each of 1,000 turns (on a
+//!   SQLite file, an in-memory SQLite database and PostgreSQL): no
 //!   turn or task is left running, memory stays flat, and every thread is
 //!   consistent (each user message is followed by a complete answer, or by
 //!   the kept partial answer and the hidden cancellation marker).
@@ -511,6 +512,15 @@ async fn clients_disconnecting_at_random_points_leave_consistent_threads_and_no_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_disconnecting_at_random_points_on_an_in_memory_database() {
     random_disconnects("sqlite::memory:", 1000).await;
+}
+
+/// The same on PostgreSQL: a client that leaves can cancel a store query
+/// mid-flight, and the store's pool must close that connection rather than
+/// lend it again with the query half done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_disconnecting_at_random_points_on_postgresql() {
+    let db = TestDb::postgres().await;
+    random_disconnects(&db.url, 1000).await;
 }
 
 async fn random_disconnects(database_url: &str, turns: usize) {
