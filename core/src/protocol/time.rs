@@ -1,6 +1,6 @@
 //! Timestamps as ChatKit sends them: ISO-8601, microseconds, UTC with `Z`.
 
-use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -52,6 +52,32 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (date, time) = (self.0.date_naive(), self.0.time());
+        // Written field by field: every item and event carries a timestamp,
+        // and chrono's format strings are parsed again on each call. Years
+        // outside four digits and leap seconds keep chrono's spelling.
+        if !(0..=9999).contains(&date.year()) || time.nanosecond() >= 1_000_000_000 {
+            return self.fmt_with_chrono(f);
+        }
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            date.year(),
+            date.month(),
+            date.day(),
+            time.hour(),
+            time.minute(),
+            time.second()
+        )?;
+        match self.0.timestamp_subsec_micros() {
+            0 => f.write_str("Z"),
+            micros => write!(f, ".{micros:06}Z"),
+        }
+    }
+}
+
+impl Timestamp {
+    fn fmt_with_chrono(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.timestamp_subsec_micros() == 0 {
             write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%SZ"))
         } else {
@@ -84,6 +110,42 @@ mod tests {
         assert_eq!(at.to_string(), "2025-11-25T22:02:39.394192Z");
         let whole = Timestamp::from_micros(1_764_108_159_000_000).unwrap();
         assert_eq!(whole.to_string(), "2025-11-25T22:02:39Z");
+    }
+
+    /// The Display of any timestamp equals chrono's formatting of it.
+    struct Chrono(Timestamp);
+
+    impl fmt::Display for Chrono {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fmt_with_chrono(f)
+        }
+    }
+
+    #[test]
+    fn formats_like_chrono_across_the_calendar() {
+        // Epoch, leap days, the ends of the four-digit years and a walk
+        // through the calendar with odd steps, whole seconds included.
+        let mut micros = vec![
+            0,
+            -1,
+            951_782_400_000_000,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            -62_167_219_200_000_000,
+            -62_167_219_200_000_001,
+        ];
+        let mut at: i64 = -62_000_000_000_000_000;
+        while at < 250_000_000_000_000_000 {
+            micros.push(at);
+            micros.push(at - at.rem_euclid(1_000_000));
+            at += 7_919_000_003_117;
+        }
+        for micros in micros {
+            let stamp = Timestamp::from_micros(micros).unwrap();
+            assert_eq!(stamp.to_string(), Chrono(stamp).to_string(), "{micros}");
+        }
+        let leap = Timestamp::parse("2016-12-31T23:59:60.5Z").unwrap();
+        assert_eq!(leap.to_string(), Chrono(leap).to_string());
     }
 
     #[test]
