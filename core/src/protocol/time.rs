@@ -48,6 +48,15 @@ impl Timestamp {
             .ok()
             .map(|naive| Self::from_utc(naive.and_utc()))
     }
+
+    /// chrono's spelling, for the instants `Display` leaves to it.
+    fn fmt_with_chrono(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.timestamp_subsec_micros() == 0 {
+            write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%SZ"))
+        } else {
+            write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        }
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -72,16 +81,6 @@ impl fmt::Display for Timestamp {
         match self.0.timestamp_subsec_micros() {
             0 => f.write_str("Z"),
             micros => write!(f, ".{micros:06}Z"),
-        }
-    }
-}
-
-impl Timestamp {
-    fn fmt_with_chrono(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.timestamp_subsec_micros() == 0 {
-            write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%SZ"))
-        } else {
-            write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
         }
     }
 }
