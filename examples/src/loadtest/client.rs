@@ -11,25 +11,27 @@ use std::time::{Duration, Instant};
 /// An HTTP client for loopback load: no overall timeout (callers bound each
 /// request), no idle-connection limit, TLS set up like `serve`'s own client.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    let builder = chatkit_engine::http::client_builder().map_err(|e| e.to_string())?;
-    builder
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("HTTP client setup failed: {e}"))
+    loopback_client(false)
 }
 
 /// Like [`http_client`], speaking HTTP/2 without negotiation (h2c with prior
 /// knowledge): its requests share one connection.
 pub fn http2_client() -> Result<reqwest::Client, String> {
-    let builder = chatkit_engine::http::client_builder().map_err(|e| e.to_string())?;
-    builder
+    loopback_client(true)
+}
+
+fn loopback_client(http2_prior_knowledge: bool) -> Result<reqwest::Client, String> {
+    let mut builder = chatkit_engine::http::client_builder()
+        .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .http2_prior_knowledge()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true);
+    if http2_prior_knowledge {
+        builder = builder.http2_prior_knowledge();
+    }
+    builder
         .build()
-        .map_err(|e| format!("HTTP/2 client setup failed: {e}"))
+        .map_err(|e| format!("HTTP client setup failed: {e}"))
 }
 
 /// An HS256 token for `user`, valid for 12 hours, as `serve` verifies with
