@@ -64,12 +64,11 @@ impl From<chatkit_engine::RequestContext> for RequestContext {
 
 impl From<RequestContext> for chatkit_engine::RequestContext {
     fn from(ctx: RequestContext) -> Self {
-        Self {
-            user_id: ctx.user_id,
-            email: ctx.email,
-            name: ctx.name,
-            locale: ctx.locale,
-        }
+        let mut core = Self::new(ctx.user_id);
+        core.email = ctx.email;
+        core.name = ctx.name;
+        core.locale = ctx.locale;
+        core
     }
 }
 

@@ -72,12 +72,10 @@ pub struct Claims {
 impl Claims {
     /// The request context of the verified user.
     pub fn into_context(self) -> RequestContext {
-        RequestContext {
-            user_id: self.sub,
-            email: self.email,
-            name: self.name,
-            locale: None,
-        }
+        let mut ctx = RequestContext::new(self.sub);
+        ctx.email = self.email;
+        ctx.name = self.name;
+        ctx
     }
 
     fn from_payload(payload: &Map<String, Value>) -> Option<Self> {
