@@ -201,6 +201,92 @@ async def test_a_python_tool_can_replace_a_task_tool_with_the_offline_model(sqli
     assert "41" in text
 
 
+def _listed(title: str) -> Dict[str, Any]:
+    """A `list_tasks` envelope with one task, as the offline model reads it."""
+    task = {"id": "t-1", "title": title, "completed": False, "priority": "medium"}
+    return {"success": True, "data": [task]}
+
+
+async def test_two_concurrent_requests_of_one_user_each_run_their_tool_with_their_own_contextvars(
+    sqlite_url: str,
+) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url)
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+    seen: Dict[str, str] = {}  # the status a turn asked for -> the request id its tool call saw
+    both_in_tool = asyncio.Event()
+
+    @engine.tool(name="list_tasks", description="The user's tasks")
+    async def list_tasks(ctx: ce.ToolContext, args: Dict[str, Any]) -> Dict[str, Any]:
+        # The offline model passes {"status": ...} from the message, so the
+        # arguments tell which request this call serves.
+        seen[args["status"]] = request_id.get()
+        if len(seen) == 2:
+            both_in_tool.set()
+        # Neither call returns before the other one started: the two turns overlap.
+        await asyncio.wait_for(both_in_tool.wait(), timeout=20)
+        return _listed(f"seen by {request_id.get()}")
+
+    async def turn(rid: str, message: str) -> str:
+        request_id.set(rid)
+        result = await engine.process(create_thread(message), ce.RequestContext("alice"))
+        return (await collect(result)).decode()
+
+    pending, completed = await asyncio.gather(
+        turn("req-pending", "show my pending tasks"),
+        turn("req-completed", "show my completed tasks"),
+    )
+    assert seen == {"pending": "req-pending", "completed": "req-completed"}
+    assert "seen by req-pending" in pending and "seen by req-completed" not in pending
+    assert "seen by req-completed" in completed and "seen by req-pending" not in completed
+
+
+def test_two_concurrent_requests_of_one_user_on_two_event_loops_each_run_their_tool_on_their_own_loop(
+    sqlite_url: str,
+) -> None:
+    import threading
+
+    engine = ce.ChatEngine(database_url=sqlite_url)
+    loops: Dict[str, asyncio.AbstractEventLoop] = {}
+    ran_on: Dict[str, asyncio.AbstractEventLoop] = {}
+    outputs: Dict[str, str] = {}
+    lock = threading.Lock()
+    both_in_tool = threading.Event()
+    both_sending = threading.Barrier(2, timeout=20)
+
+    @engine.tool(name="list_tasks", description="The user's tasks")
+    async def list_tasks(ctx: ce.ToolContext, args: Dict[str, Any]) -> Dict[str, Any]:
+        with lock:
+            ran_on[args["status"]] = asyncio.get_running_loop()
+            if len(ran_on) == 2:
+                both_in_tool.set()
+        deadline = time.monotonic() + 20
+        while not both_in_tool.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return _listed(f"listed for {args['status']}")
+
+    def serve(status: str) -> None:
+        async def turn() -> str:
+            loops[status] = asyncio.get_running_loop()
+            both_sending.wait()
+            result = await engine.process(create_thread(f"show my {status} tasks"), ce.RequestContext("alice"))
+            return (await collect(result)).decode()
+
+        outputs[status] = asyncio.run(asyncio.wait_for(turn(), timeout=60))
+
+    threads = [threading.Thread(target=serve, args=(status,)) for status in ("pending", "completed")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    owner = {id(loop): status for status, loop in loops.items()}
+    # which request's loop each turn's tool call ran on
+    assert {status: owner.get(id(loop)) for status, loop in ran_on.items()} == {
+        "pending": "pending",
+        "completed": "completed",
+    }
+    assert "listed for pending" in outputs["pending"] and "listed for completed" in outputs["completed"]
+
+
 async def test_aclose_cancels_the_turn_and_keeps_the_partial_text(
     sqlite_url: str, fake_provider: Dict[str, Any]
 ) -> None:
