@@ -1,15 +1,14 @@
 //! `ChatEngine`, `RequestContext` and `ProcessResult` as Python classes.
 
 use crate::errors::{config_error, to_py_err};
-use crate::runtime::future_into_py;
-use crate::tools::{LoopGuard, LoopRegistry, PyTool};
+use crate::runtime::{caller_locals, future_into_py, future_into_py_with_locals};
+use crate::tools::{PyRequestLocals, PyTool};
 use bytes::Bytes;
 use chatkit_engine::engine::{Response, SseStream};
 use chatkit_engine::tools::ToolSet;
 use chatkit_engine::{ChatEngine as CoreEngine, EngineConfig};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
-use pyo3_async_runtimes::TaskLocals;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -96,9 +95,7 @@ struct Slot {
 pub struct Engine {
     config: EngineConfig,
     tools: Mutex<ToolSet>,
-    has_python_tools: AtomicBool,
     started: AtomicBool,
-    loops: Arc<LoopRegistry>,
     slot: Mutex<Option<Slot>>,
 }
 
@@ -154,9 +151,7 @@ impl Engine {
         Ok(Self {
             config,
             tools: Mutex::new(ToolSet::new()),
-            has_python_tools: AtomicBool::new(false),
             started: AtomicBool::new(false),
-            loops: Arc::new(LoopRegistry::default()),
             slot: Mutex::new(None),
         })
     }
@@ -191,13 +186,11 @@ impl Engine {
             description,
             parameters,
             func: func.unbind(),
-            loops: Arc::clone(&self.loops),
         };
         self.tools
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::new(tool));
-        self.has_python_tools.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -245,7 +238,9 @@ impl Engine {
     /// `get_stats`) for `ctx` on the engine's task store, as the agents do,
     /// and returns its JSON envelope (`{"success": true, "data": ...}` or
     /// `{"success": false, "error": ...}`) as Python objects. Lets a host's
-    /// REST routes share the chat's `tasks` table and validation.
+    /// REST routes share the chat's `tasks` table and validation. Like
+    /// `process()`, it attaches the caller's loop and `contextvars` to the
+    /// request, so any Python tool it reaches runs there.
     fn run_tool<'py>(
         &self,
         py: Python<'py>,
@@ -255,9 +250,10 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let arguments: serde_json::Value = serde_json::from_str(arguments_json)
             .map_err(|err| to_py_err(chatkit_engine::Error::invalid(err)))?;
-        let ctx = ctx.to_core();
+        let locals = caller_locals(py)?;
+        let ctx = PyRequestLocals::attach(ctx.to_core(), locals.clone());
         let core = self.core();
-        future_into_py(py, async move {
+        future_into_py_with_locals(py, locals, async move {
             let engine = core.await?;
             let result = engine
                 .run_task_tool(&name, arguments, &ctx)
@@ -267,7 +263,9 @@ impl Engine {
         })
     }
 
-    /// Handles one ChatKit request body for `ctx`.
+    /// Handles one ChatKit request body for `ctx`. The Python tools of the
+    /// turn run on the caller's event loop with a copy of its `contextvars`
+    /// (attached to this request only, see `tools.rs`).
     fn process<'py>(
         &self,
         py: Python<'py>,
@@ -275,15 +273,10 @@ impl Engine {
         ctx: PyRef<'py, RequestContext>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let body = Bytes::copy_from_slice(body);
-        let ctx = ctx.to_core();
-        let guard = if self.has_python_tools.load(Ordering::SeqCst) {
-            let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
-            Some(self.loops.enter(&ctx.user_id, locals))
-        } else {
-            None
-        };
+        let locals = caller_locals(py)?;
+        let ctx = PyRequestLocals::attach(ctx.to_core(), locals.clone());
         let core = self.core();
-        future_into_py(py, async move {
+        future_into_py_with_locals(py, locals, async move {
             let engine = core.await?;
             let response = engine.process(&body, ctx).await.map_err(to_py_err)?;
             Ok(match response {
@@ -292,7 +285,6 @@ impl Engine {
                     true,
                     State::Stream {
                         frames: events.sse(),
-                        _loop: guard,
                     },
                 ),
             })
@@ -318,10 +310,7 @@ enum State {
     /// A JSON response, yielded once by iteration.
     Once(Option<Bytes>),
     /// SSE frames of a running turn. Dropping them cancels the turn.
-    Stream {
-        frames: SseStream,
-        _loop: Option<LoopGuard>,
-    },
+    Stream { frames: SseStream },
     /// Finished, closed or cancelled.
     Closed,
 }
@@ -404,7 +393,7 @@ impl ProcessResult {
             let mut slot = CloseUnlessDisarmed { guard, armed: true };
             let next = match &mut *slot.guard {
                 State::Once(bytes) => bytes.take(),
-                State::Stream { frames, .. } => tokio::select! {
+                State::Stream { frames } => tokio::select! {
                     frame = frames.next_frame() => frame,
                     () = cancel.cancelled() => None,
                 },

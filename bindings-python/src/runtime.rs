@@ -112,6 +112,29 @@ where
     pyo3_async_runtimes::generic::future_into_py::<ForkSafeRuntime, F, T>(py, fut)
 }
 
+/// The running event loop of the Python caller and a copy of its
+/// `contextvars`, exactly as [`future_into_py`] captures them. Fails (a
+/// `RuntimeError`) outside a running loop, as `future_into_py` does.
+pub fn caller_locals(py: Python<'_>) -> PyResult<TaskLocals> {
+    pyo3_async_runtimes::generic::get_current_locals::<ForkSafeRuntime>(py)
+}
+
+/// [`future_into_py`] with locals the caller already captured with
+/// [`caller_locals`] (the awaitable belongs to their loop).
+pub fn future_into_py_with_locals<F, T>(
+    py: Python<'_>,
+    locals: TaskLocals,
+    fut: F,
+) -> PyResult<Bound<'_, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    pyo3_async_runtimes::generic::future_into_py_with_locals::<ForkSafeRuntime, F, T>(
+        py, locals, fut,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

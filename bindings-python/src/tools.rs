@@ -1,10 +1,20 @@
 //! Python coroutine functions as engine tools.
 //!
 //! A [`PyTool`] is a core [`Tool`] whose `call` schedules the registered
-//! `async def tool(ctx, args)` on the caller's asyncio event loop (with the
-//! caller's `contextvars`) and awaits the result from the engine runtime.
-//! "The caller" is the `process()` call that started the turn: while its
-//! stream is open, [`LoopRegistry`] maps the user id to that call's loop.
+//! `async def tool(ctx, args)` on the asyncio event loop (with the
+//! `contextvars`) of the Python call that started the request, and awaits
+//! the result from the engine runtime. That call (`process()` or
+//! `run_task_tool()`) attaches its loop and a copy of its context to the
+//! request as [`PyRequestLocals`], a typed extension of the core
+//! `RequestContext`; the tool reads it from `ToolContext::request`. So two
+//! concurrent requests of one user each run their tools in their own loop and
+//! with their own `contextvars`.
+//!
+//! A request context without [`PyRequestLocals`] (one a Rust host built some
+//! other way) has no loop to run Python on: the call fails with
+//! [`chatkit_engine::Error::NotSupported`], which the agent reports to the
+//! model and a direct caller gets as `NotSupportedError`. The binding never
+//! borrows the loop of another request.
 
 use crate::convert;
 use async_trait::async_trait;
@@ -13,70 +23,25 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_async_runtimes::TaskLocals;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 
-/// Which event loop runs the Python tools of a user's turn.
-#[derive(Default)]
-pub struct LoopRegistry {
-    loops: Mutex<Loops>,
-}
+/// The asyncio event loop and the `contextvars` (a `copy_context()`) of the
+/// Python coroutine that made a request, as pyo3-async-runtimes captures
+/// them: the request-scoped host data Python tools run with.
+#[derive(Clone, Debug)]
+pub struct PyRequestLocals(pub TaskLocals);
 
-#[derive(Default)]
-struct Loops {
-    /// The loop of each user's open requests, with how many are open.
-    by_user: HashMap<String, (TaskLocals, usize)>,
-    /// The loop of the most recent request: used when a user has no open
-    /// request (for example a tool called after its stream was dropped).
-    last: Option<TaskLocals>,
-}
-
-impl LoopRegistry {
-    /// Records `locals` as the loop of `user_id` until the guard drops.
-    pub fn enter(self: &Arc<Self>, user_id: &str, locals: TaskLocals) -> LoopGuard {
-        let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
-        loops.last = Some(locals.clone());
-        let entry = loops
-            .by_user
-            .entry(user_id.to_owned())
-            .or_insert_with(|| (locals.clone(), 0));
-        entry.0 = locals;
-        entry.1 += 1;
-        LoopGuard {
-            registry: Arc::clone(self),
-            user_id: user_id.to_owned(),
-        }
+impl PyRequestLocals {
+    /// `ctx` with `locals` attached, replacing any it had.
+    pub fn attach(
+        ctx: chatkit_engine::RequestContext,
+        locals: TaskLocals,
+    ) -> chatkit_engine::RequestContext {
+        ctx.with_extension(Self(locals))
     }
 
-    fn get(&self, user_id: &str) -> Option<TaskLocals> {
-        let loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
-        loops
-            .by_user
-            .get(user_id)
-            .map(|(locals, _)| locals.clone())
-            .or_else(|| loops.last.clone())
-    }
-}
-
-/// Keeps a user's loop registered; see [`LoopRegistry::enter`].
-pub struct LoopGuard {
-    registry: Arc<LoopRegistry>,
-    user_id: String,
-}
-
-impl Drop for LoopGuard {
-    fn drop(&mut self) {
-        let mut loops = self
-            .registry
-            .loops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = loops.by_user.get_mut(&self.user_id) {
-            entry.1 = entry.1.saturating_sub(1);
-            if entry.1 == 0 {
-                loops.by_user.remove(&self.user_id);
-            }
-        }
+    /// The locals attached to `ctx`, if any.
+    pub fn of(ctx: &chatkit_engine::RequestContext) -> Option<&TaskLocals> {
+        ctx.extensions().get::<Self>().map(|locals| &locals.0)
     }
 }
 
@@ -90,8 +55,6 @@ pub struct PyTool {
     pub parameters: Value,
     /// `async def f(ctx: dict, args: dict) -> str | dict | list | None`.
     pub func: Py<PyAny>,
-    /// Where to run it.
-    pub loops: Arc<LoopRegistry>,
 }
 
 impl PyTool {
@@ -164,13 +127,14 @@ impl Tool for PyTool {
         arguments: Value,
         ctx: &ToolContext,
     ) -> chatkit_engine::Result<ToolOutput> {
-        let Some(locals) = self.loops.get(ctx.user_id()) else {
-            return Ok(ToolOutput::error(format!(
-                "tool {} cannot run: no Python event loop is serving this user",
+        let Some(locals) = PyRequestLocals::of(&ctx.request) else {
+            return Err(chatkit_engine::Error::NotSupported(format!(
+                "Python tool `{}` needs the asyncio event loop of the request that calls it, \
+                 and this request carries none (run it through ChatEngine.process())",
                 self.name
             )));
         };
-        let pending = match self.start(&arguments, ctx, &locals) {
+        let pending = match self.start(&arguments, ctx, locals) {
             Ok(pending) => pending,
             Err(err) => return Ok(ToolOutput::error(describe(&err))),
         };
@@ -178,5 +142,36 @@ impl Tool for PyTool {
             Ok(output) => Ok(output),
             Err(err) => Ok(ToolOutput::error(describe(&err))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatkit_engine::RequestContext;
+    use serde_json::json;
+
+    fn tool() -> PyTool {
+        Python::initialize();
+        PyTool {
+            name: "list_tasks".to_owned(),
+            description: "The user's tasks".to_owned(),
+            parameters: json!({"type": "object", "properties": {}}),
+            // Never called: the tool stops before it touches Python.
+            func: Python::attach(|py| py.None()),
+        }
+    }
+
+    #[test]
+    fn a_request_without_python_locals_is_refused_as_not_supported() {
+        let ctx = ToolContext {
+            request: RequestContext::new("alice"),
+            call_id: "call_1".to_owned(),
+        };
+        let err = crate::runtime::runtime()
+            .block_on(tool().call(json!({}), &ctx))
+            .expect_err("no loop to run on");
+        assert_eq!(err.code(), "not_supported");
+        assert!(err.to_string().contains("`list_tasks`"), "{err}");
     }
 }
