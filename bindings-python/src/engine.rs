@@ -241,7 +241,7 @@ impl Engine {
     /// REST routes share the chat's `tasks` table and validation. Like
     /// `process()`, it attaches the caller's loop and `contextvars` to the
     /// request, so any Python tool it reaches runs there.
-    fn run_tool<'py>(
+    fn run_task_tool<'py>(
         &self,
         py: Python<'py>,
         name: String,

@@ -43,11 +43,24 @@ async def test_a_full_turn_streams_sse_frames_and_is_persisted(sqlite_url: str) 
     assert await collect(doc) == doc.json
     assert await collect(doc) == b""
 
-    tasks = await engine.run_tool("list_tasks", {}, ctx)
+    tasks = await engine.run_task_tool("list_tasks", {}, ctx)
     assert tasks["success"] is True
     assert [t["title"].lower() for t in tasks["data"]] == ["buy milk"]
     # another user sees nothing
-    assert (await engine.run_tool("list_tasks", {}, ce.RequestContext("bob")))["data"] == []
+    assert (await engine.run_task_tool("list_tasks", {}, ce.RequestContext("bob")))["data"] == []
+
+
+async def test_run_tool_still_works_but_warns_that_it_is_now_run_task_tool(sqlite_url: str) -> None:
+    engine = ce.ChatEngine(database_url=sqlite_url)
+    ctx = ce.RequestContext("alice")
+    created = await engine.run_task_tool("create_task", {"title": "buy milk"}, ctx)
+    assert created["success"] is True
+    with pytest.warns(DeprecationWarning, match=r"run_task_tool\(\)") as record:
+        listed = await engine.run_tool("list_tasks", {}, ctx)
+    assert [t["title"] for t in listed["data"]] == ["buy milk"]
+    assert record[0].filename == __file__, "the warning points at the caller"
+    with pytest.warns(DeprecationWarning), pytest.raises(ce.NotFoundError):
+        await engine.run_tool("no_such_tool", {}, ctx)
 
 
 async def test_config_from_dict_kwargs_and_clear_errors(sqlite_url: str) -> None:
@@ -109,7 +122,7 @@ async def test_errors_map_to_exception_classes_with_code_and_status(sqlite_url: 
     with pytest.raises(ce.UnauthorizedError):
         await engine.process(create_thread("hi"), ce.RequestContext("  "))
     with pytest.raises(ce.NotFoundError):
-        await engine.run_tool("no_such_tool", {}, ctx)
+        await engine.run_task_tool("no_such_tool", {}, ctx)
 
     # codes the core may add later still get a sensible class
     assert ce.error_class("token_expired", 401) is ce.AuthError

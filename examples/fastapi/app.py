@@ -42,7 +42,7 @@ def create_app(engine: ChatEngine) -> FastAPI:
         return ctx
 
     async def run(tool: str, args: Dict[str, Any], ctx: RequestContext) -> Any:
-        outcome = await engine.run_tool(tool, args, ctx)
+        outcome = await engine.run_task_tool(tool, args, ctx)
         if outcome.get("success"):
             return outcome.get("data")
         error = str(outcome.get("error", "request failed"))

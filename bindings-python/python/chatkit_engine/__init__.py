@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from typing import (
     Any,
     Awaitable,
@@ -216,7 +217,7 @@ class ChatEngine:
         """
         return self._native.authenticate(authorization)
 
-    def run_tool(
+    def run_task_tool(
         self, name: str, arguments: Mapping[str, Any], ctx: RequestContext
     ) -> Awaitable[Any]:
         """Runs a built-in task tool (``create_task``, ``list_tasks``,
@@ -225,8 +226,22 @@ class ChatEngine:
         the agents do, and returns its envelope: ``{"success": True, "data":
         ...}`` or ``{"success": False, "error": "..."}``. This is how a
         host's REST routes share data and validation with the chat.
+        An unknown name raises :class:`NotFoundError`.
         """
-        return self._native.run_tool(name, json.dumps(dict(arguments)), ctx)
+        return self._native.run_task_tool(name, json.dumps(dict(arguments)), ctx)
+
+    def run_tool(
+        self, name: str, arguments: Mapping[str, Any], ctx: RequestContext
+    ) -> Awaitable[Any]:
+        """Deprecated alias of :meth:`run_task_tool` (its name in Rust and
+        Node); it warns with :class:`DeprecationWarning` and goes away in the
+        next release."""
+        warnings.warn(
+            "ChatEngine.run_tool() is deprecated; use ChatEngine.run_task_tool()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.run_task_tool(name, arguments, ctx)
 
     def process(
         self, body: Union[bytes, bytearray, memoryview, str], ctx: RequestContext
