@@ -3,16 +3,18 @@
 use crate::response::NativeResponse;
 use crate::tools::{JsTool, NativeTool};
 use crate::{RequestContext, to_js_error};
+use chatkit_engine::todo::App;
 use chatkit_engine::tools::ToolSet;
-use chatkit_engine::{ChatEngine, EngineConfig, Error};
+use chatkit_engine::{EngineConfig, Error};
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
-/// One `chatkit_engine::ChatEngine` (the task assistant on the configured
-/// store, model and token verifier). Create it with [`create_engine`].
+/// One to-do app (`chatkit_engine::todo::App`: the engine answering with the
+/// task assistant on the configured store, model and token verifier).
+/// Create it with [`create_engine`].
 #[napi]
 pub struct NativeEngine {
-    inner: ChatEngine,
+    inner: App,
 }
 
 /// Builds an engine from `configJson` (a JSON object with the core's
@@ -29,7 +31,7 @@ pub async fn create_engine(
     for tool in tools {
         extra.push(std::sync::Arc::new(JsTool::new(tool).map_err(to_js_error)?));
     }
-    let inner = ChatEngine::from_config_with_tools(config, extra)
+    let inner = App::from_config_with_tools(config, extra)
         .await
         .map_err(to_js_error)?;
     Ok(NativeEngine { inner })
@@ -41,20 +43,20 @@ impl NativeEngine {
     /// key).
     #[napi(getter)]
     pub fn model_name(&self) -> String {
-        self.inner.model_name().to_owned()
+        self.inner.engine.model_name().to_owned()
     }
 
     /// Whether Bearer tokens can be verified (a JWKS or secret is set).
     #[napi(getter)]
     pub fn has_verifier(&self) -> bool {
-        self.inner.has_verifier()
+        self.inner.engine.has_verifier()
     }
 
     /// How many turns are running right now (a cancelled turn runs until
     /// its partial text is saved).
     #[napi(getter)]
     pub fn running_turns(&self) -> u32 {
-        u32::try_from(self.inner.running_turns()).unwrap_or(u32::MAX)
+        u32::try_from(self.inner.engine.running_turns()).unwrap_or(u32::MAX)
     }
 
     /// The caller of an `Authorization` header value (`Bearer <JWT>`);
@@ -64,7 +66,7 @@ impl NativeEngine {
         &self,
         authorization: Option<String>,
     ) -> napi::Result<RequestContext> {
-        let engine = self.inner.clone();
+        let engine = self.inner.engine.clone();
         engine
             .authenticate(authorization.as_deref())
             .await
@@ -84,8 +86,8 @@ impl NativeEngine {
     ) -> napi::Result<String> {
         let arguments: serde_json::Value = serde_json::from_str(&arguments_json)
             .map_err(|err| to_js_error(Error::invalid(err)))?;
-        let engine = self.inner.clone();
-        engine
+        let assistant = self.inner.assistant.clone();
+        assistant
             .run_task_tool(&name, arguments, &context.into())
             .await
             .map(|result| result.to_string())
@@ -101,7 +103,7 @@ impl NativeEngine {
         body: Buffer,
         context: RequestContext,
     ) -> napi::Result<NativeResponse> {
-        let engine = self.inner.clone();
+        let engine = self.inner.engine.clone();
         let body = body.to_vec();
         let response = engine
             .process(&body, context.into())

@@ -4,9 +4,10 @@ use crate::errors::{config_error, to_py_err};
 use crate::runtime::{caller_locals, future_into_py, future_into_py_with_locals};
 use crate::tools::{PyRequestLocals, PyTool};
 use bytes::Bytes;
+use chatkit_engine::EngineConfig;
 use chatkit_engine::engine::{Response, SseStream};
+use chatkit_engine::todo::App as CoreEngine;
 use chatkit_engine::tools::ToolSet;
-use chatkit_engine::{ChatEngine as CoreEngine, EngineConfig};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use std::future::Future;
@@ -212,7 +213,7 @@ impl Engine {
         slot.as_ref()
             .filter(|slot| slot.pid == std::process::id())
             .and_then(|slot| slot.cell.get())
-            .map(|engine| engine.model_name().to_owned())
+            .map(|app| app.engine.model_name().to_owned())
     }
 
     /// Verifies an `Authorization` header value.
@@ -224,8 +225,9 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core();
         future_into_py(py, async move {
-            let engine = core.await?;
-            let ctx = engine
+            let app = core.await?;
+            let ctx = app
+                .engine
                 .authenticate(authorization.as_deref())
                 .await
                 .map_err(to_py_err)?;
@@ -254,8 +256,9 @@ impl Engine {
         let ctx = PyRequestLocals::attach(ctx.to_core(), locals.clone());
         let core = self.core();
         future_into_py_with_locals(py, locals, async move {
-            let engine = core.await?;
-            let result = engine
+            let app = core.await?;
+            let result = app
+                .assistant
                 .run_task_tool(&name, arguments, &ctx)
                 .await
                 .map_err(to_py_err)?;
@@ -277,8 +280,8 @@ impl Engine {
         let ctx = PyRequestLocals::attach(ctx.to_core(), locals.clone());
         let core = self.core();
         future_into_py_with_locals(py, locals, async move {
-            let engine = core.await?;
-            let response = engine.process(&body, ctx).await.map_err(to_py_err)?;
+            let app = core.await?;
+            let response = app.engine.process(&body, ctx).await.map_err(to_py_err)?;
             Ok(match response {
                 Response::Json(bytes) => ProcessResult::new(false, State::Once(Some(bytes))),
                 Response::Stream(events) => ProcessResult::new(

@@ -8,7 +8,7 @@
 //! (`## Benchmarks`).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use chatkit_engine::engine::history::to_messages;
+use chatkit_engine::engine::agent::history::to_messages;
 use chatkit_engine::models::accumulate::{ChunkAccumulator, SseDecoder};
 use chatkit_engine::models::{Dialect, ModelEvent};
 use chatkit_engine::protocol::{Request, ThreadItem, ThreadStreamEvent, json, sse};

@@ -11,8 +11,9 @@
 //! port. The real host mounts `McpHttpService` in its own router (the
 //! `serve` example does, at `/mcp`); this binary exists for the MCP tests.
 
+use chatkit_engine::EngineConfig;
+use chatkit_engine::todo::App;
 use chatkit_engine::tools::mcp::McpHttpService;
-use chatkit_engine::{ChatEngine, EngineConfig};
 use std::io::Write;
 
 #[tokio::main]
@@ -28,8 +29,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Some(port) => port.parse()?,
         None => 0,
     };
-    let engine = ChatEngine::from_config(EngineConfig::from_env()?).await?;
-    let mcp = McpHttpService::for_engine(&engine)?;
+    let todo = App::from_config(EngineConfig::from_env()?).await?;
+    let mcp = McpHttpService::new(todo.assistant.tools().clone(), todo.engine);
     let app = axum::Router::new().route_service("/mcp", mcp);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let port = listener.local_addr()?.port();

@@ -34,8 +34,14 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
-//! The modules follow the request's path: [`protocol`] (wire types),
-//! [`engine`] (dispatch and the turn pipeline), [`store`] (persistence).
+//! Two layers. The generic ChatKit engine, in the order a request meets it:
+//! [`protocol`] (wire types), [`engine`] (dispatch and the turn pipeline;
+//! [`engine::agent`] is the one bridge to agent runs), [`store`]
+//! (persistence), [`agents`] (the run loop), [`models`] (LLM providers and
+//! the offline scripted model), [`tools`] (tools and MCP), [`auth`] (who is
+//! calling). On top of it, [`todo`]: the to-do assistant (task table, the 7
+//! tools, the English and Urdu agents, the offline task rules), which the
+//! generic modules never import.
 
 // Library code never panics on input; tests may.
 #![cfg_attr(
@@ -44,17 +50,16 @@
 )]
 
 pub mod agents;
-pub mod assistant;
 pub mod auth;
 pub mod config;
 pub mod context;
 pub mod engine;
 pub mod error;
 pub mod http;
-pub mod language;
 pub mod models;
 pub mod protocol;
 pub mod store;
+pub mod todo;
 pub mod tools;
 
 pub use config::EngineConfig;

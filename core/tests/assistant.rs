@@ -9,12 +9,10 @@ mod support;
 
 use chatkit_engine::RequestContext;
 use chatkit_engine::agents::{RunConfig, Runner};
-use chatkit_engine::assistant::TaskAssistant;
-use chatkit_engine::engine::{AgentResponder, ChatEngine};
-use chatkit_engine::language::{self, Language};
-use chatkit_engine::models::ScriptedModel;
-use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore, TaskQuery, TaskStore};
-use chatkit_engine::tools::tasks::task_tools;
+use chatkit_engine::engine::ChatEngine;
+use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
+use chatkit_engine::todo::language::{self, Language};
+use chatkit_engine::todo::{self, Assistant, TaskQuery, TaskStore};
 use db::{Backend, TestDb};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -38,9 +36,8 @@ async fn fixture(backend: Backend) -> Fixture {
             (Arc::new(store.clone()), Arc::new(store))
         }
     };
-    let runner = Runner::new(RunConfig::new(Arc::new(ScriptedModel)));
-    let responder =
-        AgentResponder::task_assistant(runner, TaskAssistant::new(task_tools(Arc::clone(&tasks))));
+    let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));
+    let responder = Assistant::new(Arc::clone(&tasks), runner);
     let engine = ChatEngine::builder()
         .shared_store(chat)
         .responder(responder)
@@ -302,9 +299,9 @@ async fn hosts_run_the_task_tools_directly_on_the_same_table_the_chat_uses() {
         database_url: "sqlite::memory:".into(),
         ..chatkit_engine::EngineConfig::default()
     };
-    let engine = ChatEngine::from_config(config).await.unwrap();
+    let todo::App { engine, assistant } = todo::App::from_config(config).await.unwrap();
     let alice = RequestContext::new("alice");
-    let created = engine
+    let created = assistant
         .run_task_tool(
             "create_task",
             json!({"title": "file taxes", "priority": "high"}),
@@ -320,7 +317,7 @@ async fn hosts_run_the_task_tools_directly_on_the_same_table_the_chat_uses() {
     ));
     assert!(listed.contains("file taxes"), "{listed}");
 
-    let refused = engine
+    let refused = assistant
         .run_task_tool("get_task", json!({"task_id": "nope"}), &alice)
         .await
         .unwrap();
@@ -328,12 +325,12 @@ async fn hosts_run_the_task_tools_directly_on_the_same_table_the_chat_uses() {
         refused,
         json!({"success": false, "error": "Invalid task ID format"})
     );
-    let bob = engine
+    let bob = assistant
         .run_task_tool("list_tasks", json!({}), &RequestContext::new("bob"))
         .await
         .unwrap();
     assert_eq!(bob["data"], json!([]));
-    let err = engine
+    let err = assistant
         .run_task_tool("format_disk", json!({}), &alice)
         .await
         .unwrap_err();

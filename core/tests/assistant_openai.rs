@@ -12,11 +12,10 @@ mod support;
 
 use chatkit_engine::RequestContext;
 use chatkit_engine::agents::{RunConfig, Runner};
-use chatkit_engine::assistant::TaskAssistant;
-use chatkit_engine::engine::{AgentResponder, ChatEngine};
+use chatkit_engine::engine::ChatEngine;
 use chatkit_engine::models::{Dialect, OpenAiCompatible};
-use chatkit_engine::store::{self, TaskQuery};
-use chatkit_engine::tools::tasks::task_tools;
+use chatkit_engine::store;
+use chatkit_engine::todo::{self, Assistant, SharedTaskStore, TaskQuery};
 use db::{Backend, TestDb};
 use openai_server::{OpenAiServer, Script, chunks};
 use serde_json::Value;
@@ -24,12 +23,8 @@ use std::sync::Arc;
 use support::*;
 
 /// The default assistant on `db`, talking to `server` with `dialect`.
-async fn engine_with(
-    db: &TestDb,
-    server: &OpenAiServer,
-    dialect: Dialect,
-) -> (ChatEngine, store::Stores) {
-    let stores = store::open_stores(&db.url).await.unwrap();
+async fn engine_with(db: &TestDb, server: &OpenAiServer, dialect: Dialect) -> (ChatEngine, Stores) {
+    let database = store::connect(&db.url).await.unwrap();
     let model = OpenAiCompatible::builder("test-model")
         .base_url(server.base_url())
         .api_key("sk-test")
@@ -37,19 +32,22 @@ async fn engine_with(
         .build()
         .unwrap();
     let runner = Runner::new(RunConfig::new(Arc::new(model)));
-    let responder = AgentResponder::task_assistant(
-        runner,
-        TaskAssistant::new(task_tools(stores.tasks.clone())),
-    );
+    let tasks = todo::task_table(&database);
+    let responder = Assistant::new(tasks.clone(), runner);
     let engine = ChatEngine::builder()
-        .shared_store(stores.chat.clone())
+        .shared_store(database.store())
         .responder(responder)
         .build()
         .unwrap();
-    (engine, stores)
+    (engine, Stores { tasks })
 }
 
-async fn engine(db: &TestDb, server: &OpenAiServer) -> (ChatEngine, store::Stores) {
+/// The task table the engine's tools write to.
+struct Stores {
+    tasks: SharedTaskStore,
+}
+
+async fn engine(db: &TestDb, server: &OpenAiServer) -> (ChatEngine, Stores) {
     engine_with(db, server, Dialect::openai()).await
 }
 
@@ -261,7 +259,7 @@ async fn a_client_that_stops_mid_answer_keeps_the_partial_text(backend: Backend)
     ])
     .pause_after(6, std::time::Duration::from_secs(30));
     let server = OpenAiServer::start([slow]).await;
-    let (engine, stores) = engine(&db, &server).await;
+    let (engine, _stores) = engine(&db, &server).await;
     let chatkit_engine::engine::Response::Stream(mut stream) = engine
         .process(
             create("tell me a story").to_string().as_bytes(),
@@ -293,8 +291,8 @@ async fn a_client_that_stops_mid_answer_keeps_the_partial_text(backend: Backend)
     }
     drop(stream);
     settle(&engine).await;
-    let stored = stores
-        .chat
+    let stored = engine
+        .store()
         .load_thread_items(
             &thread_id,
             None,

@@ -674,14 +674,17 @@ async fn chat_engine_authenticate() {
         .unwrap_err();
     assert_eq!(err.code(), "token_expired");
 
-    // From configuration, through ChatEngine::from_config.
+    // From configuration, through the to-do app's `App::from_config`.
     let config = EngineConfig {
         database_url: "sqlite::memory:".into(),
         jwt_secret: Some(SECRET.into()),
         jwt_issuer: Some(ISSUER.into()),
         ..EngineConfig::default()
     };
-    let engine = ChatEngine::from_config(config).await.unwrap();
+    let engine = chatkit_engine::todo::App::from_config(config)
+        .await
+        .unwrap()
+        .engine;
     let hs = TestKey::hs256(SECRET.as_bytes());
     let context = engine
         .authenticate(Some(&format!("Bearer {}", hs.sign(&claims("carol")))))

@@ -22,11 +22,10 @@ mod openai_server;
 mod support;
 
 use chatkit_engine::agents::{RunConfig, Runner};
-use chatkit_engine::assistant::TaskAssistant;
-use chatkit_engine::engine::{AgentResponder, CANCELLED_MARKER_TEXT, ChatEngine, Response};
+use chatkit_engine::engine::{CANCELLED_MARKER_TEXT, ChatEngine, Response};
 use chatkit_engine::models::{OpenAiCompatible, RetryPolicy};
 use chatkit_engine::protocol::{ItemKind, Order, ThreadItem, ThreadItemUpdate, ThreadStreamEvent};
-use chatkit_engine::tools::tasks::task_tools;
+use chatkit_engine::todo::{self, Assistant};
 use chatkit_engine::{EngineConfig, RequestContext, store};
 use db::{Backend, TestDb};
 use openai_server::{OpenAiServer, Script, chunks};
@@ -76,7 +75,7 @@ fn assistant_text(item: &ThreadItem) -> Option<String> {
 /// The task assistant on `db`, talking to `server` through the real client
 /// with small timeouts and fast retries (`attempts` in total).
 async fn provider_engine(db: &TestDb, server: &OpenAiServer, attempts: u32) -> ChatEngine {
-    let stores = store::open_stores(&db.url).await.unwrap();
+    let database = store::connect(&db.url).await.unwrap();
     let model = OpenAiCompatible::builder("test-model")
         .base_url(server.base_url())
         .api_key("sk-test")
@@ -90,13 +89,12 @@ async fn provider_engine(db: &TestDb, server: &OpenAiServer, attempts: u32) -> C
         .idle_timeout(ms(250))
         .build()
         .unwrap();
-    let responder = AgentResponder::task_assistant(
+    let responder = Assistant::new(
+        todo::task_table(&database),
         Runner::new(RunConfig::new(Arc::new(model))),
-        TaskAssistant::new(task_tools(stores.tasks.clone())),
     );
     ChatEngine::builder()
-        .shared_store(stores.chat.clone())
-        .task_store(stores.tasks.clone())
+        .shared_store(database.store())
         .responder(responder)
         .build()
         .unwrap()
@@ -539,7 +537,7 @@ async fn random_disconnects(database_url: &str, turns: usize) {
         stream_buffer: 1,
         ..EngineConfig::default()
     };
-    let engine = ChatEngine::from_config(config).await.unwrap();
+    let engine = todo::App::from_config(config).await.unwrap().engine;
     let user = "alice";
 
     // The full answer to each prompt, and how many events a whole turn has.

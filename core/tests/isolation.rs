@@ -26,12 +26,10 @@ mod db;
 mod support;
 
 use chatkit_engine::agents::{RunConfig, Runner};
-use chatkit_engine::assistant::TaskAssistant;
-use chatkit_engine::engine::{AgentResponder, ChatEngine, UploadUrls};
-use chatkit_engine::models::ScriptedModel;
+use chatkit_engine::engine::{ChatEngine, UploadUrls};
 use chatkit_engine::protocol::{REQUEST_TYPES, ThreadItem};
 use chatkit_engine::store::{self, SharedStore};
-use chatkit_engine::tools::tasks::{TASK_TOOL_NAMES, task_tools};
+use chatkit_engine::todo::{self, Assistant, TASK_TOOL_NAMES};
 use chatkit_engine::tools::{ToolContext, ToolSet};
 use chatkit_engine::{EngineConfig, RequestContext};
 use db::{Backend, TestDb};
@@ -89,17 +87,13 @@ impl Fixture {
     /// database of `backend`.
     async fn new(backend: Backend) -> Self {
         let db = TestDb::new(backend).await;
-        let stores = store::open_stores(&db.url).await.unwrap();
-        let tools = task_tools(Arc::clone(&stores.tasks));
-        let runner = Runner::new(RunConfig::new(Arc::new(ScriptedModel)));
-        let responder = AgentResponder::task_assistant(
-            runner,
-            TaskAssistant::new(task_tools(Arc::clone(&stores.tasks))),
-        );
+        let database = store::connect(&db.url).await.unwrap();
+        let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));
+        let assistant = Assistant::new(todo::task_table(&database), runner);
+        let tools = assistant.tools().clone();
         let engine = ChatEngine::builder()
-            .shared_store(Arc::clone(&stores.chat))
-            .task_store(stores.tasks)
-            .responder(responder)
+            .shared_store(database.store())
+            .responder(assistant)
             .attachment_store(UploadUrls::new("https://files.example.com/attachments"))
             .config(EngineConfig {
                 database_url: db.url.clone(),
@@ -110,7 +104,7 @@ impl Fixture {
         Self {
             db,
             engine,
-            store: stores.chat,
+            store: database.store(),
             tools,
         }
     }

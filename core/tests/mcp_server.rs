@@ -4,9 +4,9 @@
 
 use async_trait::async_trait;
 use chatkit_engine::store::SqliteStore;
+use chatkit_engine::todo::{App, task_tools};
 use chatkit_engine::tools::mcp::{Authenticator, McpHttpService, McpServer};
-use chatkit_engine::tools::task_tools;
-use chatkit_engine::{ChatEngine, EngineConfig, Error, RequestContext, Result};
+use chatkit_engine::{EngineConfig, Error, RequestContext, Result};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -123,8 +123,8 @@ async fn engine_service_refuses_bad_tokens() {
         jwt_secret: Some("a-test-secret-that-is-long-enough-0123".into()),
         ..EngineConfig::default()
     };
-    let engine = ChatEngine::from_config(config).await.unwrap();
-    let mut service = McpHttpService::for_engine(&engine).unwrap();
+    let app = App::from_config(config).await.unwrap();
+    let mut service = McpHttpService::new(app.assistant.tools().clone(), app.engine.clone());
     for auth in [None, Some("Bearer not-a-jwt"), Some("Basic abc")] {
         let response = service.call(initialize(auth)).await.unwrap();
         assert_eq!(response.status(), 401, "{auth:?}");

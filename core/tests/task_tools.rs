@@ -12,10 +12,10 @@
 mod db;
 
 use chatkit_engine::protocol::{Order, Timestamp};
-use chatkit_engine::store::{
-    MAX_TASKS, NewTask, PostgresStore, SqliteStore, TaskQuery, TaskSortBy, TaskStore,
+use chatkit_engine::store::{PostgresStore, SqliteStore};
+use chatkit_engine::todo::{
+    MAX_TASKS, NewTask, TASK_TOOL_NAMES, TaskQuery, TaskSortBy, TaskStore, task_tools,
 };
-use chatkit_engine::tools::tasks::{TASK_TOOL_NAMES, task_tools};
 use chatkit_engine::tools::{ToolContext, ToolSet};
 use chatkit_engine::{Error, RequestContext};
 use db::TestDb;

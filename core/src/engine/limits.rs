@@ -22,7 +22,9 @@
 
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
-use crate::protocol::{Request, UserMessageContent, UserMessageInput};
+use crate::protocol::{
+    JsonRequest, Request, StreamingRequest, UserMessageContent, UserMessageInput,
+};
 
 /// Longest id (thread, item, attachment) or pagination cursor accepted, in
 /// characters. The engine's own ids are far shorter; anything longer cannot
@@ -32,40 +34,46 @@ pub const MAX_ID_CHARS: usize = 256;
 /// Checks a parsed request against the configured limits.
 pub(super) fn check_request(request: &Request, config: &EngineConfig) -> Result<()> {
     match request {
-        Request::ThreadsCreate(params) => check_user_message(&params.input, config),
-        Request::ThreadsAddUserMessage(params) => {
+        Request::Stream(StreamingRequest::ThreadsCreate(params)) => {
+            check_user_message(&params.input, config)
+        }
+        Request::Stream(StreamingRequest::ThreadsAddUserMessage(params)) => {
             check_id("thread_id", &params.thread_id)?;
             check_user_message(&params.input, config)
         }
-        Request::ThreadsAddClientToolOutput(params) => check_id("thread_id", &params.thread_id),
-        Request::ThreadsAddStructuredInput(params) => {
+        Request::Stream(StreamingRequest::ThreadsAddClientToolOutput(params)) => {
+            check_id("thread_id", &params.thread_id)
+        }
+        Request::Stream(StreamingRequest::ThreadsAddStructuredInput(params)) => {
             check_id("thread_id", &params.thread_id)?;
             check_id("item_id", &params.item_id)
         }
-        Request::ThreadsRetryAfterItem(params) => {
+        Request::Stream(StreamingRequest::ThreadsRetryAfterItem(params)) => {
             check_id("thread_id", &params.thread_id)?;
             check_id("item_id", &params.item_id)
         }
-        Request::ThreadsCustomAction(params) | Request::ThreadsSyncCustomAction(params) => {
+        Request::Stream(StreamingRequest::ThreadsCustomAction(params))
+        | Request::Json(JsonRequest::ThreadsSyncCustomAction(params)) => {
             check_id("thread_id", &params.thread_id)?;
             match &params.item_id {
                 Some(item_id) => check_id("item_id", item_id),
                 None => Ok(()),
             }
         }
-        Request::ThreadsGetById(params) | Request::ThreadsDelete(params) => {
+        Request::Json(JsonRequest::ThreadsGetById(params))
+        | Request::Json(JsonRequest::ThreadsDelete(params)) => {
             check_id("thread_id", &params.thread_id)
         }
-        Request::ThreadsList(params) => check_cursor(params.after.as_deref()),
-        Request::ThreadsUpdate(params) => {
+        Request::Json(JsonRequest::ThreadsList(params)) => check_cursor(params.after.as_deref()),
+        Request::Json(JsonRequest::ThreadsUpdate(params)) => {
             check_id("thread_id", &params.thread_id)?;
             check_title(&params.title, config)
         }
-        Request::ItemsList(params) => {
+        Request::Json(JsonRequest::ItemsList(params)) => {
             check_id("thread_id", &params.thread_id)?;
             check_cursor(params.after.as_deref())
         }
-        Request::ItemsFeedback(params) => {
+        Request::Json(JsonRequest::ItemsFeedback(params)) => {
             check_id("thread_id", &params.thread_id)?;
             let max = config.max_page_size;
             if params.item_ids.len() > max {
@@ -79,11 +87,13 @@ pub(super) fn check_request(request: &Request, config: &EngineConfig) -> Result<
                 .iter()
                 .try_for_each(|id| check_id("item_ids", id))
         }
-        Request::AttachmentsDelete(params) => check_id("attachment_id", &params.attachment_id),
-        Request::AttachmentsCreate(params) => {
+        Request::Json(JsonRequest::AttachmentsDelete(params)) => {
+            check_id("attachment_id", &params.attachment_id)
+        }
+        Request::Json(JsonRequest::AttachmentsCreate(params)) => {
             check_title_like("name", &params.name, config.max_title_chars)
         }
-        Request::InputTranscribe(_) => Ok(()),
+        Request::Json(JsonRequest::InputTranscribe(_)) => Ok(()),
     }
 }
 

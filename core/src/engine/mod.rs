@@ -28,22 +28,21 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
-mod agent_responder;
+pub mod agent;
 mod attachments;
-mod factory;
-mod handlers;
-pub mod history;
+mod json;
 mod limits;
 mod locks;
+#[cfg(feature = "mcp-http")]
+mod mcp_auth;
 mod pipeline;
 mod responder;
 mod stream;
 mod turn;
 
 pub use crate::context::RequestContext;
-pub use agent_responder::{AgentResponder, AgentRouter};
+pub use agent::{AgentResponder, AgentRouter, ToolLabel, ToolLabels};
 pub use attachments::{AttachmentStore, UploadUrls};
-pub use factory::model_from_config;
 pub use limits::MAX_ID_CHARS;
 pub use responder::{EchoResponder, Responder, stream_text};
 pub use stream::{EventStream, SseStream};
@@ -52,8 +51,8 @@ pub use turn::{CANCELLED_MARKER_TEXT, Turn};
 use crate::auth::JwtVerifier;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
-use crate::protocol::{Request, ThreadStreamEvent};
-use crate::store::{SharedStore, SharedTaskStore, Store};
+use crate::protocol::Request;
+use crate::store::{SharedStore, Store};
 use bytes::Bytes;
 use locks::ThreadLocks;
 use std::sync::Arc;
@@ -85,7 +84,6 @@ pub struct ChatEngine {
 
 struct Inner {
     store: SharedStore,
-    tasks: Option<SharedTaskStore>,
     verifier: Option<JwtVerifier>,
     model_name: String,
     responder: Arc<dyn Responder>,
@@ -107,7 +105,6 @@ impl std::fmt::Debug for ChatEngine {
 #[derive(Default)]
 pub struct ChatEngineBuilder {
     store: Option<SharedStore>,
-    tasks: Option<SharedTaskStore>,
     verifier: Option<JwtVerifier>,
     responder: Option<Arc<dyn Responder>>,
     attachments: Option<Arc<dyn AttachmentStore>>,
@@ -124,13 +121,6 @@ impl ChatEngineBuilder {
     /// An already shared store (required, unless [`Self::store`] is used).
     pub fn shared_store(mut self, store: SharedStore) -> Self {
         self.store = Some(store);
-        self
-    }
-
-    /// The task store the task tools use, for hosts that also serve task
-    /// REST routes or MCP from the same engine.
-    pub fn task_store(mut self, tasks: SharedTaskStore) -> Self {
-        self.tasks = Some(tasks);
         self
     }
 
@@ -178,7 +168,6 @@ impl ChatEngineBuilder {
         Ok(ChatEngine {
             inner: Arc::new(Inner {
                 store,
-                tasks: self.tasks,
                 verifier: self.verifier,
                 model_name,
                 responder,
@@ -199,11 +188,6 @@ impl ChatEngine {
     /// The engine's store.
     pub fn store(&self) -> &SharedStore {
         &self.inner.store
-    }
-
-    /// The task store, when the engine was given one.
-    pub fn task_store(&self) -> Option<&SharedTaskStore> {
-        self.inner.tasks.as_ref()
     }
 
     /// The name of the model answering (e.g. `scripted-offline`).
@@ -277,12 +261,13 @@ impl ChatEngine {
             let request = Request::parse(body)?;
             tracing::Span::current().record("request_type", request.type_name());
             limits::check_request(&request, &self.inner.config)?;
-            let result = if request.is_streaming() {
-                self.start_stream(request, ctx).await.map(Response::Stream)
-            } else {
-                handlers::handle_json(self, request, &ctx)
+            let result = match request {
+                Request::Stream(request) => pipeline::start(self, request, ctx)
                     .await
-                    .map(Response::Json)
+                    .map(Response::Stream),
+                Request::Json(request) => {
+                    json::handle(self, request, &ctx).await.map(Response::Json)
+                }
             };
             if let Err(err) = &result {
                 tracing::debug!(code = err.code(), error = %err, "request failed");
@@ -291,14 +276,5 @@ impl ChatEngine {
         }
         .instrument(span)
         .await
-    }
-
-    /// A stream that carries one error event: used when the thread is busy,
-    /// where ChatKit expects an error event rather than an HTTP failure.
-    fn error_stream(event: ThreadStreamEvent) -> EventStream {
-        let (tx, stream) = EventStream::channel(1);
-        // A fresh channel with capacity one always has room.
-        let _ = tx.try_send(Box::new(event));
-        stream
     }
 }

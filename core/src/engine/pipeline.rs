@@ -1,17 +1,28 @@
-//! The six streaming requests: validate and persist up front, then run the
-//! respond phase in its own task.
+//! The turn pipeline of the six streaming requests, in the order it runs:
+//!
+//! 1. [`start`]: [`plan`] validates the request, loads and checks what it
+//!    names, takes the thread's lease (a busy thread answers with one
+//!    `error` event) and persists what the request brings (the thread, the
+//!    user message, a tool output, a structured input's answers); every
+//!    failure up to here is a typed error, before any byte is streamed.
+//! 2. One spawned task runs [`run_turn`]: the prelude events, then
+//!    `stream_options`, then the responder's events through [`Turn`] (which
+//!    persists each item), then the thread's changes.
+//! 3. The end: success; a client that left (the cancellation path keeps the
+//!    partial answer, then stores the hidden marker); or a failure, streamed
+//!    as an `error` event. The lease is released last.
 
-use super::handlers::load_widget;
+use super::json::load_widget;
 use super::locks::ThreadLease;
 use super::stream::EventSender;
 use super::{ChatEngine, EventStream, Turn};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Action, ClientToolCallStatus, IdKind, ItemKind, Order, Request, StructuredInputAnswer,
-    StructuredInputItem, StructuredInputKind, StructuredInputStatus, StructuredInputSubmission,
-    Thread, ThreadItem, ThreadMetadata, ThreadStreamEvent, Timestamp, UserMessage,
-    UserMessageInput, new_id,
+    Action, Attachment, ClientToolCallStatus, IdKind, ItemKind, Order, StreamingRequest,
+    StructuredInputAnswer, StructuredInputItem, StructuredInputKind, StructuredInputStatus,
+    StructuredInputSubmission, Thread, ThreadItem, ThreadMetadata, ThreadStreamEvent, Timestamp,
+    UserMessage, UserMessageInput, new_id,
 };
 use tracing::Instrument;
 
@@ -38,323 +49,336 @@ struct TurnPlan {
     phase: Phase,
 }
 
-impl ChatEngine {
-    pub(super) async fn start_stream(
-        &self,
-        request: Request,
-        ctx: RequestContext,
-    ) -> Result<EventStream> {
-        let plan = match self.plan_turn(request, &ctx).await {
-            Ok(plan) => plan,
-            Err(Error::ThreadBusy(thread_id)) => {
-                tracing::info!(
-                    thread_id,
-                    "refusing a second concurrent turn on a busy thread"
-                );
-                return Ok(Self::error_stream(ThreadStreamEvent::custom_error(
-                    "This conversation is still answering a previous message. Wait for it to finish, then try again.",
-                    true,
+/// Plans the turn and starts it in its own task; the stream carries its
+/// events.
+pub(super) async fn start(
+    engine: &ChatEngine,
+    request: StreamingRequest,
+    ctx: RequestContext,
+) -> Result<EventStream> {
+    let plan = match plan(engine, request, &ctx).await {
+        Ok(plan) => plan,
+        Err(Error::ThreadBusy(thread_id)) => {
+            tracing::info!(
+                thread_id,
+                "refusing a second concurrent turn on a busy thread"
+            );
+            return Ok(error_stream(ThreadStreamEvent::custom_error(
+                "This conversation is still answering a previous message. Wait for it to finish, then try again.",
+                true,
+            )));
+        }
+        Err(err) => return Err(err),
+    };
+    let (tx, stream) = EventStream::channel(engine.config().stream_buffer);
+    let engine = engine.clone();
+    let span = tracing::info_span!("chatkit.turn", thread_id = %plan.thread.id);
+    // Boxed: the plan is moved out at once, but a future keeps the room of
+    // its arguments for its whole life.
+    let plan = Box::new(plan);
+    tokio::spawn(async move { run_turn(engine, plan, ctx, tx).await }.instrument(span));
+    Ok(stream)
+}
+
+/// A stream that carries one error event: used when the thread is busy,
+/// where ChatKit expects an error event rather than an HTTP failure.
+fn error_stream(event: ThreadStreamEvent) -> EventStream {
+    let (tx, stream) = EventStream::channel(1);
+    // A fresh channel with capacity one always has room.
+    let _ = tx.try_send(Box::new(event));
+    stream
+}
+
+/// Marks the thread busy for this turn, or fails with `ThreadBusy`.
+fn lease(engine: &ChatEngine, thread_id: &str, ctx: &RequestContext) -> Result<ThreadLease> {
+    engine
+        .inner
+        .locks
+        .try_acquire(&ctx.user_id, thread_id)
+        .ok_or_else(|| Error::ThreadBusy(thread_id.to_owned()))
+}
+
+/// Validates the request and persists what it brings; see the module docs.
+async fn plan(
+    engine: &ChatEngine,
+    request: StreamingRequest,
+    ctx: &RequestContext,
+) -> Result<TurnPlan> {
+    let store = engine.store();
+    match request {
+        StreamingRequest::ThreadsCreate(params) => {
+            // Attachments are checked before anything is written, so a bad
+            // id leaves no empty thread behind.
+            let attachments = load_attachments(engine, &params.input, ctx).await?;
+            let thread = ThreadMetadata::new(new_id(IdKind::Thread), Timestamp::now());
+            let lease = lease(engine, &thread.id, ctx)?;
+            store.save_thread(&thread, ctx).await?;
+            let created = ThreadStreamEvent::ThreadCreated {
+                thread: Thread::from_metadata(&thread, Default::default()),
+            };
+            let message =
+                save_user_message(engine, &thread, params.input, attachments, ctx).await?;
+            Ok(TurnPlan {
+                thread,
+                lease,
+                prelude: vec![
+                    created,
+                    ThreadStreamEvent::ItemDone {
+                        item: message.clone(),
+                    },
+                ],
+                opening: Vec::new(),
+                phase: Phase::Respond(Some(message)),
+            })
+        }
+        StreamingRequest::ThreadsAddUserMessage(params) => {
+            let thread = store.load_thread(&params.thread_id, ctx).await?;
+            let lease = lease(engine, &thread.id, ctx)?;
+            let attachments = load_attachments(engine, &params.input, ctx).await?;
+            let message =
+                save_user_message(engine, &thread, params.input, attachments, ctx).await?;
+            Ok(TurnPlan {
+                thread,
+                lease,
+                prelude: vec![ThreadStreamEvent::ItemDone {
+                    item: message.clone(),
+                }],
+                opening: Vec::new(),
+                phase: Phase::Respond(Some(message)),
+            })
+        }
+        StreamingRequest::ThreadsAddClientToolOutput(params) => {
+            let thread = store.load_thread(&params.thread_id, ctx).await?;
+            let lease = lease(engine, &thread.id, ctx)?;
+            let newest = store
+                .load_thread_items(&thread.id, None, PENDING_CALL_SCAN, Order::Desc, ctx)
+                .await?;
+            let Some(mut call) = newest.data.first().cloned() else {
+                return Err(Error::invalid("the thread has no pending client tool call"));
+            };
+            match &mut call.kind {
+                ItemKind::ClientToolCall(tool_call)
+                    if tool_call.status == ClientToolCallStatus::Pending =>
+                {
+                    tool_call.output = Some(params.result);
+                    tool_call.status = ClientToolCallStatus::Completed;
+                }
+                _ => return Err(Error::invalid("the thread has no pending client tool call")),
+            }
+            store.save_item(&thread.id, &call, ctx).await?;
+            // Older calls that never got an output would confuse the model.
+            for stale in newest.data.iter().skip(1) {
+                if let ItemKind::ClientToolCall(tool_call) = &stale.kind
+                    && tool_call.status == ClientToolCallStatus::Pending
+                {
+                    store.delete_thread_item(&thread.id, &stale.id, ctx).await?;
+                }
+            }
+            Ok(TurnPlan {
+                thread,
+                lease,
+                prelude: Vec::new(),
+                opening: Vec::new(),
+                phase: Phase::Respond(None),
+            })
+        }
+        StreamingRequest::ThreadsAddStructuredInput(params) => {
+            let thread = store.load_thread(&params.thread_id, ctx).await?;
+            let lease = lease(engine, &thread.id, ctx)?;
+            let mut item = store.load_item(&thread.id, &params.item_id, ctx).await?;
+            let ItemKind::StructuredInput(form) = &mut item.kind else {
+                return Err(Error::invalid(format!(
+                    "item {} is a {}, not a structured input",
+                    params.item_id,
+                    item.type_name()
+                )));
+            };
+            if form.status != StructuredInputStatus::Pending {
+                return Err(Error::invalid(format!(
+                    "structured input {} was already submitted",
+                    params.item_id
                 )));
             }
-            Err(err) => return Err(err),
-        };
-        let (tx, stream) = EventStream::channel(self.config().stream_buffer);
-        let engine = self.clone();
-        let span = tracing::info_span!("chatkit.turn", thread_id = %plan.thread.id);
-        // Boxed: the plan is moved out at once, but a future keeps the room of
-        // its arguments for its whole life.
-        let plan = Box::new(plan);
-        tokio::spawn(async move { engine.run_turn(plan, ctx, tx).await }.instrument(span));
-        Ok(stream)
-    }
-
-    fn lease(&self, thread_id: &str, ctx: &RequestContext) -> Result<ThreadLease> {
-        self.inner
-            .locks
-            .try_acquire(&ctx.user_id, thread_id)
-            .ok_or_else(|| Error::ThreadBusy(thread_id.to_owned()))
-    }
-
-    async fn plan_turn(&self, request: Request, ctx: &RequestContext) -> Result<TurnPlan> {
-        let store = self.store();
-        match request {
-            Request::ThreadsCreate(params) => {
-                // Attachments are checked before anything is written, so a bad
-                // id leaves no empty thread behind.
-                let attachments = self.load_attachments(&params.input, ctx).await?;
-                let thread = ThreadMetadata::new(new_id(IdKind::Thread), Timestamp::now());
-                let lease = self.lease(&thread.id, ctx)?;
-                store.save_thread(&thread, ctx).await?;
-                let created = ThreadStreamEvent::ThreadCreated {
-                    thread: Thread::from_metadata(&thread, Default::default()),
-                };
-                let message = self
-                    .save_user_message(&thread, params.input, attachments, ctx)
-                    .await?;
-                Ok(TurnPlan {
-                    thread,
-                    lease,
-                    prelude: vec![
-                        created,
-                        ThreadStreamEvent::ItemDone {
-                            item: message.clone(),
-                        },
-                    ],
-                    opening: Vec::new(),
-                    phase: Phase::Respond(Some(message)),
-                })
+            apply_submission(form, &params.input);
+            Ok(TurnPlan {
+                thread,
+                lease,
+                prelude: Vec::new(),
+                opening: vec![ThreadStreamEvent::ItemReplaced { item }],
+                phase: Phase::Respond(None),
+            })
+        }
+        StreamingRequest::ThreadsRetryAfterItem(params) => {
+            let thread = store.load_thread(&params.thread_id, ctx).await?;
+            let lease = lease(engine, &thread.id, ctx)?;
+            let (message, newer) =
+                find_with_newer(engine, &thread.id, &params.item_id, ctx).await?;
+            if !matches!(message.kind, ItemKind::UserMessage(_)) {
+                return Err(Error::invalid(format!(
+                    "item {} is a {}, only a user message can be retried",
+                    params.item_id,
+                    message.type_name()
+                )));
             }
-            Request::ThreadsAddUserMessage(params) => {
-                let thread = store.load_thread(&params.thread_id, ctx).await?;
-                let lease = self.lease(&thread.id, ctx)?;
-                let attachments = self.load_attachments(&params.input, ctx).await?;
-                let message = self
-                    .save_user_message(&thread, params.input, attachments, ctx)
-                    .await?;
-                Ok(TurnPlan {
-                    thread,
-                    lease,
-                    prelude: vec![ThreadStreamEvent::ItemDone {
-                        item: message.clone(),
-                    }],
-                    opening: Vec::new(),
-                    phase: Phase::Respond(Some(message)),
-                })
+            for item_id in newer {
+                store.delete_thread_item(&thread.id, &item_id, ctx).await?;
             }
-            Request::ThreadsAddClientToolOutput(params) => {
-                let thread = store.load_thread(&params.thread_id, ctx).await?;
-                let lease = self.lease(&thread.id, ctx)?;
-                let newest = store
-                    .load_thread_items(&thread.id, None, PENDING_CALL_SCAN, Order::Desc, ctx)
-                    .await?;
-                let Some(mut call) = newest.data.first().cloned() else {
-                    return Err(Error::invalid("the thread has no pending client tool call"));
-                };
-                match &mut call.kind {
-                    ItemKind::ClientToolCall(tool_call)
-                        if tool_call.status == ClientToolCallStatus::Pending =>
-                    {
-                        tool_call.output = Some(params.result);
-                        tool_call.status = ClientToolCallStatus::Completed;
-                    }
-                    _ => return Err(Error::invalid("the thread has no pending client tool call")),
-                }
-                store.save_item(&thread.id, &call, ctx).await?;
-                // Older calls that never got an output would confuse the model.
-                for stale in newest.data.iter().skip(1) {
-                    if let ItemKind::ClientToolCall(tool_call) = &stale.kind
-                        && tool_call.status == ClientToolCallStatus::Pending
-                    {
-                        store.delete_thread_item(&thread.id, &stale.id, ctx).await?;
-                    }
-                }
-                Ok(TurnPlan {
-                    thread,
-                    lease,
-                    prelude: Vec::new(),
-                    opening: Vec::new(),
-                    phase: Phase::Respond(None),
-                })
-            }
-            Request::ThreadsAddStructuredInput(params) => {
-                let thread = store.load_thread(&params.thread_id, ctx).await?;
-                let lease = self.lease(&thread.id, ctx)?;
-                let mut item = store.load_item(&thread.id, &params.item_id, ctx).await?;
-                let ItemKind::StructuredInput(form) = &mut item.kind else {
-                    return Err(Error::invalid(format!(
-                        "item {} is a {}, not a structured input",
-                        params.item_id,
-                        item.type_name()
-                    )));
-                };
-                if form.status != StructuredInputStatus::Pending {
-                    return Err(Error::invalid(format!(
-                        "structured input {} was already submitted",
-                        params.item_id
-                    )));
-                }
-                apply_submission(form, &params.input);
-                Ok(TurnPlan {
-                    thread,
-                    lease,
-                    prelude: Vec::new(),
-                    opening: vec![ThreadStreamEvent::ItemReplaced { item }],
-                    phase: Phase::Respond(None),
-                })
-            }
-            Request::ThreadsRetryAfterItem(params) => {
-                let thread = store.load_thread(&params.thread_id, ctx).await?;
-                let lease = self.lease(&thread.id, ctx)?;
-                let (message, newer) = self
-                    .find_with_newer(&thread.id, &params.item_id, ctx)
-                    .await?;
-                if !matches!(message.kind, ItemKind::UserMessage(_)) {
-                    return Err(Error::invalid(format!(
-                        "item {} is a {}, only a user message can be retried",
-                        params.item_id,
-                        message.type_name()
-                    )));
-                }
-                for item_id in newer {
-                    store.delete_thread_item(&thread.id, &item_id, ctx).await?;
-                }
-                Ok(TurnPlan {
-                    thread,
-                    lease,
-                    prelude: Vec::new(),
-                    opening: Vec::new(),
-                    phase: Phase::Respond(Some(message)),
-                })
-            }
-            Request::ThreadsCustomAction(params) => {
-                let thread = store.load_thread(&params.thread_id, ctx).await?;
-                let lease = self.lease(&thread.id, ctx)?;
-                let sender = match &params.item_id {
-                    Some(item_id) => Some(load_widget(self, &thread.id, item_id, ctx).await?),
-                    None => None,
-                };
-                Ok(TurnPlan {
-                    thread,
-                    lease,
-                    prelude: Vec::new(),
-                    opening: Vec::new(),
-                    phase: Phase::Action(params.action, sender),
-                })
-            }
-            other => Err(Error::Internal(format!(
-                "{} does not stream",
-                other.type_name()
-            ))),
+            Ok(TurnPlan {
+                thread,
+                lease,
+                prelude: Vec::new(),
+                opening: Vec::new(),
+                phase: Phase::Respond(Some(message)),
+            })
+        }
+        StreamingRequest::ThreadsCustomAction(params) => {
+            let thread = store.load_thread(&params.thread_id, ctx).await?;
+            let lease = lease(engine, &thread.id, ctx)?;
+            let sender = match &params.item_id {
+                Some(item_id) => Some(load_widget(engine, &thread.id, item_id, ctx).await?),
+                None => None,
+            };
+            Ok(TurnPlan {
+                thread,
+                lease,
+                prelude: Vec::new(),
+                opening: Vec::new(),
+                phase: Phase::Action(params.action, sender),
+            })
         }
     }
+}
 
-    async fn load_attachments(
-        &self,
-        input: &UserMessageInput,
-        ctx: &RequestContext,
-    ) -> Result<Vec<crate::protocol::Attachment>> {
-        let mut attachments = Vec::with_capacity(input.attachments.len());
-        for id in &input.attachments {
-            attachments.push(self.store().load_attachment(id, ctx).await?);
-        }
-        Ok(attachments)
+/// The attachments a user message names, checked to be the caller's.
+async fn load_attachments(
+    engine: &ChatEngine,
+    input: &UserMessageInput,
+    ctx: &RequestContext,
+) -> Result<Vec<Attachment>> {
+    let mut attachments = Vec::with_capacity(input.attachments.len());
+    for id in &input.attachments {
+        attachments.push(engine.store().load_attachment(id, ctx).await?);
     }
+    Ok(attachments)
+}
 
-    /// Links the attachments to the thread and persists the user message
-    /// before any responder runs.
-    async fn save_user_message(
-        &self,
-        thread: &ThreadMetadata,
-        input: UserMessageInput,
-        attachments: Vec<crate::protocol::Attachment>,
-        ctx: &RequestContext,
-    ) -> Result<ThreadItem> {
-        let mut linked = Vec::with_capacity(attachments.len());
-        for mut attachment in attachments {
-            attachment.thread_id = Some(thread.id.clone());
-            self.store().save_attachment(&attachment, ctx).await?;
-            linked.push(attachment);
-        }
-        let item = ThreadItem {
-            id: new_id(IdKind::Message),
-            thread_id: thread.id.clone(),
-            created_at: Timestamp::now(),
-            kind: ItemKind::UserMessage(UserMessage {
-                content: input.content,
-                attachments: linked,
-                quoted_text: input.quoted_text,
-                inference_options: input.inference_options,
-            }),
-        };
-        self.store().add_thread_item(&thread.id, &item, ctx).await?;
-        Ok(item)
+/// Links the attachments to the thread and persists the user message
+/// before any responder runs.
+async fn save_user_message(
+    engine: &ChatEngine,
+    thread: &ThreadMetadata,
+    input: UserMessageInput,
+    attachments: Vec<Attachment>,
+    ctx: &RequestContext,
+) -> Result<ThreadItem> {
+    let mut linked = Vec::with_capacity(attachments.len());
+    for mut attachment in attachments {
+        attachment.thread_id = Some(thread.id.clone());
+        engine.store().save_attachment(&attachment, ctx).await?;
+        linked.push(attachment);
     }
+    let item = ThreadItem {
+        id: new_id(IdKind::Message),
+        thread_id: thread.id.clone(),
+        created_at: Timestamp::now(),
+        kind: ItemKind::UserMessage(UserMessage {
+            content: input.content,
+            attachments: linked,
+            quoted_text: input.quoted_text,
+            inference_options: input.inference_options,
+        }),
+    };
+    engine
+        .store()
+        .add_thread_item(&thread.id, &item, ctx)
+        .await?;
+    Ok(item)
+}
 
-    /// Finds `item_id` walking newest to oldest, with the ids of every newer
-    /// item.
-    async fn find_with_newer(
-        &self,
-        thread_id: &str,
-        item_id: &str,
-        ctx: &RequestContext,
-    ) -> Result<(ThreadItem, Vec<String>)> {
-        let mut newer = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store()
-                .load_thread_items(
-                    thread_id,
-                    after.as_deref(),
-                    self.config().max_page_size,
-                    Order::Desc,
-                    ctx,
-                )
-                .await?;
-            for item in page.data {
-                if item.id == item_id {
-                    return Ok((item, newer));
-                }
-                newer.push(item.id);
+/// Finds `item_id` walking newest to oldest, with the ids of every newer
+/// item.
+async fn find_with_newer(
+    engine: &ChatEngine,
+    thread_id: &str,
+    item_id: &str,
+    ctx: &RequestContext,
+) -> Result<(ThreadItem, Vec<String>)> {
+    let mut newer = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = engine
+            .store()
+            .load_thread_items(
+                thread_id,
+                after.as_deref(),
+                engine.config().max_page_size,
+                Order::Desc,
+                ctx,
+            )
+            .await?;
+        for item in page.data {
+            if item.id == item_id {
+                return Ok((item, newer));
             }
-            match page.after {
-                Some(next) if page.has_more => after = Some(next),
-                _ => return Err(Error::not_found("item", item_id)),
+            newer.push(item.id);
+        }
+        match page.after {
+            Some(next) if page.has_more => after = Some(next),
+            _ => return Err(Error::not_found("item", item_id)),
+        }
+    }
+}
+
+/// Runs one turn to completion, cancellation or failure.
+async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, tx: EventSender) {
+    let TurnPlan {
+        thread,
+        lease,
+        prelude,
+        opening,
+        phase,
+    } = *plan;
+    let mut turn = Turn::new(thread, ctx, engine.store().clone(), tx);
+    let watcher = turn.disconnect_watcher();
+    let responder = engine.inner.responder.clone();
+    let outcome = tokio::select! {
+        outcome = async {
+            for event in prelude {
+                turn.send(event).await?;
+            }
+            let options = responder.stream_options(turn.thread(), turn.context());
+            turn.send(ThreadStreamEvent::StreamOptions { stream_options: options }).await?;
+            for event in opening {
+                turn.emit(event).await?;
+            }
+            match &phase {
+                Phase::Respond(input) => responder.respond(&mut turn, input.as_ref()).await?,
+                Phase::Action(action, sender) => responder.action(&mut turn, action, sender.as_ref()).await?,
+            }
+            turn.sync_thread().await
+        } => outcome,
+        () = watcher.closed() => Err(Error::Cancelled),
+    };
+    drop(watcher);
+    match outcome {
+        Ok(()) => tracing::debug!("turn complete"),
+        Err(Error::Cancelled) => {
+            tracing::info!("client disconnected; keeping the partial answer");
+            if let Err(err) = Box::pin(turn.persist_cancelled()).await {
+                tracing::error!(code = err.code(), error = %err, "failed to persist a cancelled turn");
+            }
+        }
+        Err(err) => {
+            tracing::warn!(code = err.code(), error = %err, "turn failed");
+            let event = error_event(&err);
+            if turn.send(event).await.is_ok()
+                && let Err(err) = turn.sync_thread().await
+            {
+                tracing::warn!(code = err.code(), error = %err, "failed to save the thread after an error");
             }
         }
     }
-
-    /// Runs one turn to completion, cancellation or failure.
-    async fn run_turn(self, plan: Box<TurnPlan>, ctx: RequestContext, tx: EventSender) {
-        let TurnPlan {
-            thread,
-            lease,
-            prelude,
-            opening,
-            phase,
-        } = *plan;
-        let mut turn = Turn::new(thread, ctx, self.store().clone(), tx);
-        let watcher = turn.disconnect_watcher();
-        let responder = self.inner.responder.clone();
-        let outcome = tokio::select! {
-            outcome = async {
-                for event in prelude {
-                    turn.send(event).await?;
-                }
-                let options = responder.stream_options(turn.thread(), turn.context());
-                turn.send(ThreadStreamEvent::StreamOptions { stream_options: options }).await?;
-                for event in opening {
-                    turn.emit(event).await?;
-                }
-                match &phase {
-                    Phase::Respond(input) => responder.respond(&mut turn, input.as_ref()).await?,
-                    Phase::Action(action, sender) => responder.action(&mut turn, action, sender.as_ref()).await?,
-                }
-                turn.sync_thread().await
-            } => outcome,
-            () = watcher.closed() => Err(Error::Cancelled),
-        };
-        drop(watcher);
-        match outcome {
-            Ok(()) => tracing::debug!("turn complete"),
-            Err(Error::Cancelled) => {
-                tracing::info!("client disconnected; keeping the partial answer");
-                if let Err(err) = Box::pin(turn.persist_cancelled()).await {
-                    tracing::error!(code = err.code(), error = %err, "failed to persist a cancelled turn");
-                }
-            }
-            Err(err) => {
-                tracing::warn!(code = err.code(), error = %err, "turn failed");
-                let event = error_event(&err);
-                if turn.send(event).await.is_ok()
-                    && let Err(err) = turn.sync_thread().await
-                {
-                    tracing::warn!(code = err.code(), error = %err, "failed to save the thread after an error");
-                }
-            }
-        }
-        drop(lease);
-    }
+    drop(lease);
 }
 
 /// The `error` event for a failed respond phase: errors with a safe message

@@ -6,12 +6,14 @@
 //! they arrive, then exactly one [`ModelEvent::Completed`] with the whole
 //! response (text, reasoning, tool calls, usage).
 
+use crate::config::EngineConfig;
 use crate::error::Result;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One message of a Chat Completions conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -214,3 +216,48 @@ pub mod openai;
 mod request_body;
 pub use dialect::{AuthHeader, Dialect, ReasoningEcho};
 pub use openai::{OpenAiCompatible, OpenAiCompatibleBuilder, RetryPolicy, Timeouts};
+
+/// The model the configuration names: an OpenAI-compatible provider when an
+/// API key is set (`OPENAI_BASE_URL`, `CHAT_MODEL`, the provider's dialect and
+/// headers), else `offline()`; paced when `dev_token_delay_ms` is set.
+pub fn from_config(
+    config: &EngineConfig,
+    offline: impl FnOnce() -> Arc<dyn Model>,
+) -> Result<Arc<dyn Model>> {
+    let model = match provider_model(config)? {
+        Some(provider) => provider,
+        None => offline(),
+    };
+    if config.dev_token_delay_ms == 0 {
+        return Ok(model);
+    }
+    Ok(Arc::new(Paced::new(
+        model,
+        Duration::from_millis(config.dev_token_delay_ms),
+    )))
+}
+
+/// The OpenAI-compatible provider, when an API key is configured.
+fn provider_model(config: &EngineConfig) -> Result<Option<Arc<dyn Model>>> {
+    let Some(api_key) = &config.openai_api_key else {
+        return Ok(None);
+    };
+    let base_url = config
+        .openai_base_url
+        .clone()
+        .unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+    let mut builder = OpenAiCompatible::builder(
+        config
+            .chat_model
+            .clone()
+            .unwrap_or_else(|| "gpt-4o-mini".to_owned()),
+    )
+    .base_url(base_url.clone())
+    .api_key(api_key.clone())
+    .dialect(Dialect::for_base_url(&base_url))
+    .http2_prior_knowledge(config.openai_http2_prior_knowledge);
+    for (name, value) in &config.model_headers {
+        builder = builder.header(name.clone(), value.clone());
+    }
+    Ok(Some(Arc::new(builder.build()?)))
+}

@@ -41,10 +41,10 @@ pub use item::{
 };
 pub use request::{
     Action, AttachmentsCreateParams, AttachmentsDeleteParams, CustomActionParams, FeedbackKind,
-    InputTranscribeParams, ItemsFeedbackParams, ItemsListParams, ListParams, REQUEST_TYPES,
-    Request, StructuredInputSubmission, ThreadItemParams, ThreadParams,
-    ThreadsAddClientToolOutputParams, ThreadsAddStructuredInputParams, ThreadsAddUserMessageParams,
-    ThreadsCreateParams, ThreadsUpdateParams, UserMessageInput,
+    InputTranscribeParams, ItemsFeedbackParams, ItemsListParams, JsonRequest, ListParams,
+    REQUEST_TYPES, Request, StreamingRequest, StructuredInputSubmission, ThreadItemParams,
+    ThreadParams, ThreadsAddClientToolOutputParams, ThreadsAddStructuredInputParams,
+    ThreadsAddUserMessageParams, ThreadsCreateParams, ThreadsUpdateParams, UserMessageInput,
 };
 pub use thread::{Order, Page, Thread, ThreadMetadata, ThreadStatus};
 pub use time::Timestamp;

@@ -13,21 +13,36 @@ use serde_json::{Map, Value};
 use super::item::InferenceOptions;
 use super::{Order, StructuredInputAnswer, StructuredInputStatus, UserMessageContent};
 
-/// A parsed ChatKit request.
+/// A parsed ChatKit request: one that streams its answer, or one answered
+/// with a JSON document. The kind is decided by the `type` alone.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    /// `threads.create` (streams).
+    /// Answered with an SSE stream of events.
+    Stream(StreamingRequest),
+    /// Answered with one JSON document.
+    Json(JsonRequest),
+}
+
+/// The six requests answered with a stream of events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamingRequest {
+    /// `threads.create`.
     ThreadsCreate(ThreadsCreateParams),
-    /// `threads.add_user_message` (streams).
+    /// `threads.add_user_message`.
     ThreadsAddUserMessage(ThreadsAddUserMessageParams),
-    /// `threads.add_client_tool_output` (streams).
+    /// `threads.add_client_tool_output`.
     ThreadsAddClientToolOutput(ThreadsAddClientToolOutputParams),
-    /// `threads.add_structured_input` (streams).
+    /// `threads.add_structured_input`.
     ThreadsAddStructuredInput(ThreadsAddStructuredInputParams),
-    /// `threads.retry_after_item` (streams).
+    /// `threads.retry_after_item`.
     ThreadsRetryAfterItem(ThreadItemParams),
-    /// `threads.custom_action` (streams).
+    /// `threads.custom_action`.
     ThreadsCustomAction(CustomActionParams),
+}
+
+/// The ten requests answered with one JSON document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonRequest {
     /// `threads.get_by_id`.
     ThreadsGetById(ThreadParams),
     /// `threads.list`.
@@ -101,26 +116,40 @@ impl Request {
             .params
             .ok_or_else(|| Error::invalid(format!("missing field `params` for `{kind}`")))?;
         let request = match kind.as_str() {
-            "threads.create" => Request::ThreadsCreate(params_of(params)?),
-            "threads.add_user_message" => Request::ThreadsAddUserMessage(params_of(params)?),
-            "threads.add_client_tool_output" => {
-                Request::ThreadsAddClientToolOutput(params_of(params)?)
+            "threads.create" => {
+                Request::Stream(StreamingRequest::ThreadsCreate(params_of(params)?))
             }
-            "threads.add_structured_input" => {
-                Request::ThreadsAddStructuredInput(params_of(params)?)
+            "threads.add_user_message" => {
+                Request::Stream(StreamingRequest::ThreadsAddUserMessage(params_of(params)?))
             }
-            "threads.retry_after_item" => Request::ThreadsRetryAfterItem(params_of(params)?),
-            "threads.custom_action" => Request::ThreadsCustomAction(params_of(params)?),
-            "threads.get_by_id" => Request::ThreadsGetById(params_of(params)?),
-            "threads.list" => Request::ThreadsList(params_of(params)?),
-            "threads.update" => Request::ThreadsUpdate(params_of(params)?),
-            "threads.delete" => Request::ThreadsDelete(params_of(params)?),
-            "items.list" => Request::ItemsList(params_of(params)?),
-            "items.feedback" => Request::ItemsFeedback(params_of(params)?),
-            "attachments.create" => Request::AttachmentsCreate(params_of(params)?),
-            "attachments.delete" => Request::AttachmentsDelete(params_of(params)?),
-            "input.transcribe" => Request::InputTranscribe(params_of(params)?),
-            "threads.sync_custom_action" => Request::ThreadsSyncCustomAction(params_of(params)?),
+            "threads.add_client_tool_output" => Request::Stream(
+                StreamingRequest::ThreadsAddClientToolOutput(params_of(params)?),
+            ),
+            "threads.add_structured_input" => Request::Stream(
+                StreamingRequest::ThreadsAddStructuredInput(params_of(params)?),
+            ),
+            "threads.retry_after_item" => {
+                Request::Stream(StreamingRequest::ThreadsRetryAfterItem(params_of(params)?))
+            }
+            "threads.custom_action" => {
+                Request::Stream(StreamingRequest::ThreadsCustomAction(params_of(params)?))
+            }
+            "threads.get_by_id" => Request::Json(JsonRequest::ThreadsGetById(params_of(params)?)),
+            "threads.list" => Request::Json(JsonRequest::ThreadsList(params_of(params)?)),
+            "threads.update" => Request::Json(JsonRequest::ThreadsUpdate(params_of(params)?)),
+            "threads.delete" => Request::Json(JsonRequest::ThreadsDelete(params_of(params)?)),
+            "items.list" => Request::Json(JsonRequest::ItemsList(params_of(params)?)),
+            "items.feedback" => Request::Json(JsonRequest::ItemsFeedback(params_of(params)?)),
+            "attachments.create" => {
+                Request::Json(JsonRequest::AttachmentsCreate(params_of(params)?))
+            }
+            "attachments.delete" => {
+                Request::Json(JsonRequest::AttachmentsDelete(params_of(params)?))
+            }
+            "input.transcribe" => Request::Json(JsonRequest::InputTranscribe(params_of(params)?)),
+            "threads.sync_custom_action" => {
+                Request::Json(JsonRequest::ThreadsSyncCustomAction(params_of(params)?))
+            }
             other => {
                 let shown: String = other.chars().take(64).collect();
                 return Err(Error::invalid(format!("unknown request type `{shown}`")));
@@ -132,36 +161,58 @@ impl Request {
     /// The request's `type` string.
     pub fn type_name(&self) -> &'static str {
         match self {
-            Request::ThreadsCreate(_) => "threads.create",
-            Request::ThreadsAddUserMessage(_) => "threads.add_user_message",
-            Request::ThreadsAddClientToolOutput(_) => "threads.add_client_tool_output",
-            Request::ThreadsAddStructuredInput(_) => "threads.add_structured_input",
-            Request::ThreadsRetryAfterItem(_) => "threads.retry_after_item",
-            Request::ThreadsCustomAction(_) => "threads.custom_action",
-            Request::ThreadsGetById(_) => "threads.get_by_id",
-            Request::ThreadsList(_) => "threads.list",
-            Request::ThreadsUpdate(_) => "threads.update",
-            Request::ThreadsDelete(_) => "threads.delete",
-            Request::ItemsList(_) => "items.list",
-            Request::ItemsFeedback(_) => "items.feedback",
-            Request::AttachmentsCreate(_) => "attachments.create",
-            Request::AttachmentsDelete(_) => "attachments.delete",
-            Request::InputTranscribe(_) => "input.transcribe",
-            Request::ThreadsSyncCustomAction(_) => "threads.sync_custom_action",
+            Request::Stream(request) => request.type_name(),
+            Request::Json(request) => request.type_name(),
         }
     }
 
     /// Whether the response is an SSE stream (decided by type alone).
     pub fn is_streaming(&self) -> bool {
-        matches!(
-            self,
-            Request::ThreadsCreate(_)
-                | Request::ThreadsAddUserMessage(_)
-                | Request::ThreadsAddClientToolOutput(_)
-                | Request::ThreadsAddStructuredInput(_)
-                | Request::ThreadsRetryAfterItem(_)
-                | Request::ThreadsCustomAction(_)
-        )
+        matches!(self, Request::Stream(_))
+    }
+}
+
+impl StreamingRequest {
+    /// The request's `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StreamingRequest::ThreadsCreate(_) => "threads.create",
+            StreamingRequest::ThreadsAddUserMessage(_) => "threads.add_user_message",
+            StreamingRequest::ThreadsAddClientToolOutput(_) => "threads.add_client_tool_output",
+            StreamingRequest::ThreadsAddStructuredInput(_) => "threads.add_structured_input",
+            StreamingRequest::ThreadsRetryAfterItem(_) => "threads.retry_after_item",
+            StreamingRequest::ThreadsCustomAction(_) => "threads.custom_action",
+        }
+    }
+
+    /// The thread the request continues (`None` for `threads.create`).
+    pub fn thread_id(&self) -> Option<&str> {
+        match self {
+            StreamingRequest::ThreadsCreate(_) => None,
+            StreamingRequest::ThreadsAddUserMessage(params) => Some(&params.thread_id),
+            StreamingRequest::ThreadsAddClientToolOutput(params) => Some(&params.thread_id),
+            StreamingRequest::ThreadsAddStructuredInput(params) => Some(&params.thread_id),
+            StreamingRequest::ThreadsRetryAfterItem(params) => Some(&params.thread_id),
+            StreamingRequest::ThreadsCustomAction(params) => Some(&params.thread_id),
+        }
+    }
+}
+
+impl JsonRequest {
+    /// The request's `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            JsonRequest::ThreadsGetById(_) => "threads.get_by_id",
+            JsonRequest::ThreadsList(_) => "threads.list",
+            JsonRequest::ThreadsUpdate(_) => "threads.update",
+            JsonRequest::ThreadsDelete(_) => "threads.delete",
+            JsonRequest::ItemsList(_) => "items.list",
+            JsonRequest::ItemsFeedback(_) => "items.feedback",
+            JsonRequest::AttachmentsCreate(_) => "attachments.create",
+            JsonRequest::AttachmentsDelete(_) => "attachments.delete",
+            JsonRequest::InputTranscribe(_) => "input.transcribe",
+            JsonRequest::ThreadsSyncCustomAction(_) => "threads.sync_custom_action",
+        }
     }
 }
 

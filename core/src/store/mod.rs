@@ -156,45 +156,36 @@ pub trait Store: Send + Sync + 'static {
 /// A shared, type-erased store.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store a database URL names: `postgres://` / `postgresql://` for
-/// [`PostgresStore`], `sqlite:` for [`SqliteStore`] (a file path such as
-/// `sqlite://chat.db` is created if missing). Migrations are applied.
-pub async fn open(database_url: &str) -> Result<SharedStore> {
-    open_stores(database_url).await.map(|stores| stores.chat)
+/// An opened database of either backend: the engine's [`Store`], and the
+/// pool an app's own tables on the same database can use.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// A SQLite file or in-memory database.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database.
+    Postgres(PostgresStore),
 }
 
-/// A shared, type-erased task store.
-pub type SharedTaskStore = Arc<dyn TaskStore>;
-
-/// The chat store and the task store of one database.
-#[derive(Clone)]
-pub struct Stores {
-    /// Threads, items, attachments, feedback.
-    pub chat: SharedStore,
-    /// The app's `tasks` table.
-    pub tasks: SharedTaskStore,
-}
-
-impl std::fmt::Debug for Stores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores").finish_non_exhaustive()
+impl Database {
+    /// The engine's store on this database.
+    pub fn store(&self) -> SharedStore {
+        match self {
+            Database::Sqlite(store) => Arc::new(store.clone()),
+            Database::Postgres(store) => Arc::new(store.clone()),
+        }
     }
 }
 
-/// Like [`open`], returning the task store of the same database too.
-pub async fn open_stores(database_url: &str) -> Result<Stores> {
+/// Opens the database a URL names: `postgres://` / `postgresql://` for
+/// [`PostgresStore`], `sqlite:` for [`SqliteStore`] (a file path such as
+/// `sqlite://chat.db` is created if missing). Migrations are applied.
+pub async fn connect(database_url: &str) -> Result<Database> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        let store = PostgresStore::connect(database_url).await?;
-        Ok(Stores {
-            chat: Arc::new(store.clone()),
-            tasks: Arc::new(store),
-        })
+        Ok(Database::Postgres(
+            PostgresStore::connect(database_url).await?,
+        ))
     } else if database_url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(database_url).await?;
-        Ok(Stores {
-            chat: Arc::new(store.clone()),
-            tasks: Arc::new(store),
-        })
+        Ok(Database::Sqlite(SqliteStore::connect(database_url).await?))
     } else {
         Err(Error::Config(format!(
             "unsupported database URL scheme in `{}` (use postgres:// or sqlite:)",
@@ -203,14 +194,12 @@ pub async fn open_stores(database_url: &str) -> Result<Stores> {
     }
 }
 
+/// Opens the store a database URL names (see [`connect`]).
+pub async fn open(database_url: &str) -> Result<SharedStore> {
+    connect(database_url).await.map(|database| database.store())
+}
+
 /// Clamps a requested page size to `1..=MAX_PAGE_SIZE`.
 pub(crate) fn clamp_limit(limit: usize) -> usize {
     limit.clamp(1, MAX_PAGE_SIZE)
 }
-
-mod tasks;
-pub use tasks::{
-    Category, INVALID_TASK_ID, MAX_DESCRIPTION_CHARS, MAX_TASKS, MAX_TITLE_CHARS, NewTask,
-    Priority, TaskPatch, TaskQuery, TaskRecord, TaskSortBy, TaskStats, TaskStatus, TaskStore,
-    parse_due_date, parse_task_id,
-};

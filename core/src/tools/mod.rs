@@ -12,9 +12,6 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub mod mcp;
-pub mod tasks;
-
-pub use tasks::task_tools;
 
 /// Who calls a tool, and for which model call.
 #[derive(Clone, Debug)]

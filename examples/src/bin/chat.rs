@@ -10,11 +10,10 @@
 //! language model. Commands: `/new` starts a new thread, `/quit` exits.
 
 use chatkit_engine::agents::{RunConfig, Runner};
-use chatkit_engine::assistant::TaskAssistant;
-use chatkit_engine::engine::{AgentResponder, ChatEngine, Response};
-use chatkit_engine::models::{Dialect, Model, OpenAiCompatible, ScriptedModel};
+use chatkit_engine::engine::{ChatEngine, Response};
+use chatkit_engine::models::{Dialect, Model, OpenAiCompatible};
 use chatkit_engine::protocol::{ItemKind, TaskKind, ThreadItemUpdate, ThreadStreamEvent};
-use chatkit_engine::tools::tasks::task_tools;
+use chatkit_engine::todo::{self, Assistant};
 use chatkit_engine::{RequestContext, Result, store};
 use serde_json::json;
 use std::io::{BufRead, Write};
@@ -31,15 +30,12 @@ async fn main() {
 async fn run() -> Result<()> {
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://chatkit.db".into());
-    let stores = store::open_stores(&database_url).await?;
+    let database = store::connect(&database_url).await?;
     let model = choose_model()?;
     let runner = Runner::new(RunConfig::new(model));
-    let responder = AgentResponder::task_assistant(
-        runner,
-        TaskAssistant::new(task_tools(stores.tasks.clone())),
-    );
+    let responder = Assistant::new(todo::task_table(&database), runner);
     let engine = ChatEngine::builder()
-        .shared_store(stores.chat)
+        .shared_store(database.store())
         .responder(responder)
         .build()?;
     let user = std::env::var("CHAT_USER").unwrap_or_else(|_| "local-user".into());
@@ -127,7 +123,7 @@ fn choose_model() -> Result<Arc<dyn Model>> {
         println!(
             "Model: offline scripted model (development only; set OPENAI_API_KEY to use a real model)."
         );
-        return Ok(Arc::new(ScriptedModel));
+        return Ok(Arc::new(todo::offline_model()));
     };
     let base_url =
         std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());

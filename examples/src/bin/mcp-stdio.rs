@@ -13,11 +13,10 @@
 //! explicitly. Logs go to stderr (stdout carries the protocol; set
 //! `RUST_LOG` for more).
 
+use chatkit_engine::todo::App;
 use chatkit_engine::tools::mcp::{McpServer, serve_stdio};
-use chatkit_engine::tools::task_tools;
-use chatkit_engine::{ChatEngine, EngineConfig, Error, RequestContext, Result};
+use chatkit_engine::{EngineConfig, Error, RequestContext, Result};
 use clap::Parser;
-use std::sync::Arc;
 
 /// MCP stdio server for the chatkit-engine task tools.
 #[derive(Parser, Debug)]
@@ -50,7 +49,7 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let engine = ChatEngine::from_config(EngineConfig::from_env()?).await?;
+    let App { engine, assistant } = App::from_config(EngineConfig::from_env()?).await?;
     let user = match (args.token, args.user) {
         (Some(token), _) => {
             engine
@@ -68,9 +67,6 @@ async fn run(args: Args) -> Result<()> {
             ));
         }
     };
-    let tasks = engine
-        .task_store()
-        .ok_or_else(|| Error::Config("the engine has no task store".into()))?;
     tracing::info!(user_id = %user.user_id, "serving the task tools over MCP stdio");
-    serve_stdio(McpServer::new(task_tools(Arc::clone(tasks)), user)).await
+    serve_stdio(McpServer::new(assistant.tools().clone(), user)).await
 }

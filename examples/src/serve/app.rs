@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
+use chatkit_engine::todo::{App, Assistant};
 use chatkit_engine::tools::mcp::McpHttpService;
-use chatkit_engine::tools::tasks::task_tools;
 use chatkit_engine::{ChatEngine, Error, RequestContext};
 use futures::StreamExt;
 use rmcp::transport::StreamableHttpServerConfig;
@@ -47,6 +47,7 @@ pub struct AppState {
 
 struct Inner {
     engine: ChatEngine,
+    assistant: Assistant,
     dev: Option<DevIdentity>,
     sessions: Option<SessionClient>,
     max_body_bytes: usize,
@@ -54,8 +55,8 @@ struct Inner {
 }
 
 impl AppState {
-    /// State for `engine` as `config` describes it.
-    pub fn new(engine: ChatEngine, config: &ServeConfig) -> Result<Self, String> {
+    /// State for the to-do `app` as `config` describes it.
+    pub fn new(app: App, config: &ServeConfig) -> Result<Self, String> {
         let dev = match config.identity {
             IdentityMode::Dev => {
                 let secret = config
@@ -75,7 +76,8 @@ impl AppState {
         let sessions = config.hosted.clone().map(SessionClient::new).transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                engine,
+                engine: app.engine,
+                assistant: app.assistant,
                 dev,
                 sessions,
                 max_body_bytes: config.engine.max_body_bytes,
@@ -87,6 +89,12 @@ impl AppState {
     /// The engine.
     pub fn engine(&self) -> &ChatEngine {
         &self.inner.engine
+    }
+
+    /// The to-do assistant the engine answers with (its tools are served
+    /// over MCP).
+    pub fn assistant(&self) -> &Assistant {
+        &self.inner.assistant
     }
 
     /// Responses whose stream is still being written.
@@ -148,17 +156,13 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Result<Router, String
 /// ([`McpHttpService`]), with the same Bearer-JWT authentication as
 /// `/chatkit`. Its sessions end with the shutdown grace period.
 fn mount_mcp(routes: Router<AppState>, state: &AppState) -> Result<Router<AppState>, String> {
-    let tasks = state
-        .engine()
-        .task_store()
-        .ok_or("the MCP endpoint needs an engine with a task store")?;
     let settings = StreamableHttpServerConfig::default()
         // Every request needs a Bearer token, which a browser never attaches
         // on its own, so rmcp's DNS-rebinding Host check is not needed.
         .disable_allowed_hosts()
         .with_cancellation_token(state.in_flight().stop_token().child_token());
     let service = McpHttpService::with_server_config(
-        task_tools(Arc::clone(tasks)),
+        state.assistant().tools().clone(),
         state.engine().clone(),
         settings,
     );

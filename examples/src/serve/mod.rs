@@ -24,8 +24,8 @@ pub mod sse;
 pub use app::{AppState, router};
 pub use config::{Args, IdentityMode, LogFormat, ServeConfig};
 
-use chatkit_engine::ChatEngine;
 use chatkit_engine::config::redact_url;
+use chatkit_engine::todo::App;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -47,15 +47,13 @@ pub struct Server {
 impl Server {
     /// Opens the database, builds the engine and binds the listener.
     pub async fn bind(config: ServeConfig) -> Result<Server, String> {
-        let engine = ChatEngine::from_config(config.engine.clone())
-            .await
-            .map_err(|e| {
-                format!(
-                    "could not start the engine: {e} (DATABASE_URL is `{}`)",
-                    redact_url(&config.engine.database_url)
-                )
-            })?;
-        let state = AppState::new(engine, &config)?;
+        let app = App::from_config(config.engine.clone()).await.map_err(|e| {
+            format!(
+                "could not start the engine: {e} (DATABASE_URL is `{}`)",
+                redact_url(&config.engine.database_url)
+            )
+        })?;
+        let state = AppState::new(app, &config)?;
         let router = router(state.clone(), &config.cors_origins)?;
         let listener = TcpListener::bind(config.addr)
             .await

@@ -2,10 +2,10 @@
 //! `mcp-http`).
 //!
 //! [`McpHttpService`] binds no port: a host mounts it, e.g. on axum with
-//! `Router::new().route_service("/mcp", McpHttpService::for_engine(&engine)?)`.
+//! `Router::new().route_service("/mcp", McpHttpService::new(tools, authenticator))`.
 //! Every HTTP request (POST, GET and DELETE alike) must carry
-//! `Authorization: Bearer <JWT>`; the token is checked by an
-//! [`Authenticator`] (a [`ChatEngine`] checks it with its `JwtVerifier`) and
+//! `Authorization: Bearer <JWT>`; the token is checked by the host's
+//! [`Authenticator`] (a `ChatEngine` is one: it checks with its `JwtVerifier`) and
 //! the request runs as the token's user. Without a valid token the answer
 //! is `401` with `WWW-Authenticate: Bearer` and the engine's JSON error
 //! body. Tokens are never logged.
@@ -16,10 +16,8 @@
 
 use super::server::McpServer;
 use crate::context::RequestContext;
-use crate::engine::ChatEngine;
 use crate::error::{Error, Result};
 use crate::tools::ToolSet;
-use crate::tools::tasks::task_tools;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -40,13 +38,6 @@ pub trait Authenticator: Send + Sync + 'static {
     /// The verified caller for the header value (`Bearer <JWT>`), or an
     /// [`Error::Unauthorized`].
     async fn authenticate(&self, authorization: Option<&str>) -> Result<RequestContext>;
-}
-
-#[async_trait]
-impl Authenticator for ChatEngine {
-    async fn authenticate(&self, authorization: Option<&str>) -> Result<RequestContext> {
-        ChatEngine::authenticate(self, authorization).await
-    }
 }
 
 #[async_trait]
@@ -100,15 +91,6 @@ impl McpHttpService {
             inner,
             auth: Arc::new(auth),
         }
-    }
-
-    /// The 7 task tools of `engine`'s task store, authenticated by the
-    /// engine's token verifier. Fails when the engine has no task store.
-    pub fn for_engine(engine: &ChatEngine) -> Result<Self> {
-        let tasks = engine.task_store().ok_or_else(|| {
-            Error::Config("the MCP server needs an engine with a task store".into())
-        })?;
-        Ok(Self::new(task_tools(Arc::clone(tasks)), engine.clone()))
     }
 }
 

@@ -16,7 +16,8 @@
 //! # async fn demo() -> chatkit_engine::Result<()> {
 //! use chatkit_engine::RequestContext;
 //! use chatkit_engine::store::SqliteStore;
-//! use chatkit_engine::tools::{ToolContext, tasks::task_tools};
+//! use chatkit_engine::todo::task_tools;
+//! use chatkit_engine::tools::ToolContext;
 //! use serde_json::json;
 //! use std::sync::Arc;
 //!
@@ -31,13 +32,15 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
-use super::{Tool, ToolContext, ToolOutput, ToolSet};
+use super::table::TaskStore;
+use super::task::{
+    Category, INVALID_TASK_ID, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, NewTask, Priority,
+    TaskPatch, TaskQuery, TaskSortBy, TaskStatus, parse_due_date,
+};
+use crate::engine::ToolLabel;
 use crate::error::{Error, Result};
 use crate::protocol::{Order, Timestamp};
-use crate::store::{
-    Category, INVALID_TASK_ID, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, NewTask, Priority,
-    TaskPatch, TaskQuery, TaskSortBy, TaskStatus, TaskStore, parse_due_date,
-};
+use crate::tools::{Tool, ToolContext, ToolOutput, ToolSet};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -73,6 +76,22 @@ pub fn task_tools(store: Arc<dyn TaskStore>) -> ToolSet {
         .with(DeleteTaskTool::new(Arc::clone(&store)))
         .with(ToggleCompleteTool::new(Arc::clone(&store)))
         .with(GetStatsTool::new(store))
+}
+
+/// How a task tool call is shown in the tool-activity workflow; other tools
+/// get "Running <name>".
+pub fn tool_label(name: &str) -> ToolLabel {
+    let (title, icon) = match name {
+        "create_task" => ("Creating a task", "plus"),
+        "list_tasks" => ("Looking up tasks", "search"),
+        "get_task" => ("Reading a task", "search"),
+        "update_task" => ("Updating a task", "write"),
+        "delete_task" => ("Deleting a task", "empty-circle"),
+        "toggle_complete" => ("Toggling completion", "check-circle"),
+        "get_stats" => ("Counting tasks", "chart"),
+        other => return ToolLabel::new(format!("Running {other}"), "bolt"),
+    };
+    ToolLabel::new(title, icon)
 }
 
 // ---------------------------------------------------------------------------

@@ -1,171 +1,19 @@
-//! The agent runtime as a [`Responder`]: thread history in, run events
-//! mapped to ChatKit events out.
+//! Run events mapped to ChatKit events: the assistant message, the
+//! tool-activity workflow (a `custom` task per call: loading, then complete
+//! or failed, closed with a duration summary), the reasoning workflow
+//! (`thought` tasks) and handoffs.
 
-use super::responder::complete_message;
-use super::{Responder, Turn, history};
-use crate::agents::{Agent, RunEvent, Runner};
-use crate::assistant::TaskAssistant;
+use super::ToolLabels;
+use crate::agents::RunEvent;
+use crate::engine::Turn;
+use crate::engine::responder::complete_message;
 use crate::error::Result;
 use crate::protocol::{
-    AssistantMessage, AssistantMessageContent, IdKind, ItemKind, Order, StatusIndicator, Task,
-    TaskKind, ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, Workflow, WorkflowItem,
+    AssistantMessage, AssistantMessageContent, IdKind, ItemKind, StatusIndicator, Task, TaskKind,
+    ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, Workflow, WorkflowItem,
     WorkflowKind, WorkflowSummary,
 };
-use async_trait::async_trait;
-use futures::StreamExt;
-use std::sync::Arc;
 use std::time::Instant;
-
-/// Picks the agent that answers a user message.
-pub type AgentRouter = Arc<dyn Fn(&str) -> Arc<Agent> + Send + Sync>;
-
-/// Answers with an agent run.
-///
-/// Each turn loads a bounded number of recent items (never the whole
-/// thread), runs the routed agent, and streams: assistant text as
-/// `content_part.added` / `text_delta` / `content_part.done` / `done` with
-/// ids minted here (unique whatever the provider returns); every tool call
-/// as a task of a `custom` workflow (loading, then complete or failed,
-/// closed with a duration summary); provider reasoning as a `reasoning`
-/// workflow of `thought` tasks; a handoff as a task. A new thread is titled
-/// after its first turn.
-#[derive(Clone)]
-pub struct AgentResponder {
-    runner: Runner,
-    router: AgentRouter,
-    default_agent: String,
-    history_items: usize,
-}
-
-impl std::fmt::Debug for AgentResponder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentResponder")
-            .field("runner", &self.runner)
-            .field("default_agent", &self.default_agent)
-            .field("history_items", &self.history_items)
-            .finish()
-    }
-}
-
-impl AgentResponder {
-    /// Always starts at `agent`.
-    pub fn new(runner: Runner, agent: Arc<Agent>) -> Self {
-        let default_agent = agent.name().to_owned();
-        Self {
-            runner,
-            router: Arc::new(move |_| Arc::clone(&agent)),
-            default_agent,
-            history_items: 30,
-        }
-    }
-
-    /// The default assistant: Urdu goes straight to the specialist.
-    pub fn task_assistant(runner: Runner, assistant: TaskAssistant) -> Self {
-        let default_agent = assistant.orchestrator.name().to_owned();
-        Self {
-            runner,
-            router: Arc::new(move |text| assistant.route(text)),
-            default_agent,
-            history_items: 30,
-        }
-    }
-
-    /// How many recent thread items the model sees (default 30).
-    pub fn history_items(mut self, items: usize) -> Self {
-        self.history_items = items.max(1);
-        self
-    }
-}
-
-#[async_trait]
-impl Responder for AgentResponder {
-    fn model_name(&self) -> &str {
-        self.runner.config().model.name()
-    }
-
-    async fn respond(&self, turn: &mut Turn, input: Option<&ThreadItem>) -> Result<()> {
-        let thread_id = turn.thread().id.clone();
-        let mut recent = turn
-            .store()
-            .load_thread_items(
-                &thread_id,
-                None,
-                self.history_items,
-                Order::Desc,
-                turn.context(),
-            )
-            .await?
-            .data;
-        recent.reverse();
-        let messages = history::to_messages(&recent);
-        let latest_text = input
-            .or_else(|| {
-                recent
-                    .iter()
-                    .rev()
-                    .find(|item| matches!(item.kind, ItemKind::UserMessage(_)))
-            })
-            .and_then(|item| match &item.kind {
-                ItemKind::UserMessage(message) => Some(message.text()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let agent = (self.router)(&latest_text);
-        // The history is not needed while the answer streams (which can take
-        // minutes); only a title for an untitled thread is.
-        let title = turn
-            .thread()
-            .title
-            .is_none()
-            .then(|| title_for(&recent))
-            .flatten();
-        drop(recent);
-        let mut mapper = Mapper::default();
-        if agent.name() != self.default_agent {
-            // Routed without a model round trip; still show who answers.
-            Box::pin(mapper.handoff(turn, agent.name())).await?;
-        }
-        let mut run = self
-            .runner
-            .run_streamed(agent, messages, turn.context().clone());
-        while let Some(event) = run.next().await {
-            match event {
-                Ok(event) => mapper.apply(turn, event).await?,
-                Err(err) => {
-                    mapper.close_workflows(turn).await?;
-                    return Err(err);
-                }
-            }
-        }
-        mapper.close_workflows(turn).await?;
-        if turn.thread().title.is_none()
-            && let Some(title) = title
-        {
-            turn.thread_mut().title = Some(title);
-        }
-        Ok(())
-    }
-}
-
-/// A short title from the thread's first user message.
-fn title_for(items: &[ThreadItem]) -> Option<String> {
-    let text = items.iter().find_map(|item| match &item.kind {
-        ItemKind::UserMessage(message) => Some(message.text()),
-        _ => None,
-    })?;
-    let words: Vec<&str> = text.split_whitespace().take(6).collect();
-    if words.is_empty() {
-        return None;
-    }
-    let mut title: String = words.join(" ").chars().take(60).collect();
-    title = title
-        .trim_end_matches(['.', '!', '?', ',', '۔', '؟'])
-        .to_owned();
-    let mut chars = title.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-}
 
 /// A workflow being streamed.
 struct OpenWorkflow {
@@ -222,8 +70,8 @@ impl OpenWorkflow {
 }
 
 /// The mapping state of one turn.
-#[derive(Default)]
-struct Mapper {
+pub(super) struct Mapper {
+    labels: ToolLabels,
     message: Option<(ThreadItem, String)>,
     tools: Option<OpenWorkflow>,
     /// Task index of each running call id in the tools workflow.
@@ -232,11 +80,21 @@ struct Mapper {
 }
 
 impl Mapper {
+    pub(super) fn new(labels: ToolLabels) -> Self {
+        Self {
+            labels,
+            message: None,
+            tools: None,
+            calls: Vec::new(),
+            reasoning: None,
+        }
+    }
+
     /// Maps one run event. Only a text or reasoning delta of an open item is
     /// awaited in place: every other step (opening or closing an item, tool
     /// and handoff tasks) happens a few times per turn and is boxed, so that
     /// the open stream does not reserve room for their futures.
-    async fn apply(&mut self, turn: &mut Turn, event: RunEvent) -> Result<()> {
+    pub(super) async fn apply(&mut self, turn: &mut Turn, event: RunEvent) -> Result<()> {
         match event {
             RunEvent::AgentStarted { .. } | RunEvent::Completed { .. } => Ok(()),
             RunEvent::ReasoningDelta(delta) => self.reasoning_delta(turn, &delta).await,
@@ -269,11 +127,12 @@ impl Mapper {
                 Box::pin(self.finish_message(turn, &text)).await
             }
             RunEvent::ToolStarted { call } => {
+                let label = (self.labels)(&call.name);
                 let task = Task {
                     status_indicator: StatusIndicator::Loading,
                     kind: TaskKind::Custom {
-                        title: Some(tool_title(&call.name)),
-                        icon: Some(tool_icon(&call.name).into()),
+                        title: Some(label.title),
+                        icon: Some(label.icon),
                         content: None,
                     },
                 };
@@ -291,7 +150,8 @@ impl Mapper {
                     return Ok(());
                 };
                 let summary: String = output.content.chars().take(400).collect();
-                let title = tool_title(&call.name);
+                let label = (self.labels)(&call.name);
+                let title = label.title;
                 let task = if output.is_error {
                     Task {
                         status_indicator: StatusIndicator::None,
@@ -306,7 +166,7 @@ impl Mapper {
                         status_indicator: StatusIndicator::Complete,
                         kind: TaskKind::Custom {
                             title: Some(title),
-                            icon: Some(tool_icon(&call.name).into()),
+                            icon: Some(label.icon),
                             content: Some(summary),
                         },
                     }
@@ -317,7 +177,7 @@ impl Mapper {
         }
     }
 
-    async fn handoff(&mut self, turn: &mut Turn, to: &str) -> Result<()> {
+    pub(super) async fn handoff(&mut self, turn: &mut Turn, to: &str) -> Result<()> {
         let task = Task {
             status_indicator: StatusIndicator::Complete,
             kind: TaskKind::Custom {
@@ -465,7 +325,7 @@ impl Mapper {
 
     /// Ends the turn's open workflows (also after a failure, so the tool
     /// activity that did happen stays visible).
-    async fn close_workflows(&mut self, turn: &mut Turn) -> Result<()> {
+    pub(super) async fn close_workflows(&mut self, turn: &mut Turn) -> Result<()> {
         self.close_reasoning(turn).await?;
         self.close_tools(turn).await
     }
@@ -478,31 +338,5 @@ fn thought_task(text: &str) -> Task {
             title: None,
             content: text.to_owned(),
         },
-    }
-}
-
-/// What a tool call is called in the UI.
-fn tool_title(name: &str) -> String {
-    match name {
-        "create_task" => "Creating a task".into(),
-        "list_tasks" => "Looking up tasks".into(),
-        "get_task" => "Reading a task".into(),
-        "update_task" => "Updating a task".into(),
-        "delete_task" => "Deleting a task".into(),
-        "toggle_complete" => "Toggling completion".into(),
-        "get_stats" => "Counting tasks".into(),
-        other => format!("Running {other}"),
-    }
-}
-
-fn tool_icon(name: &str) -> &'static str {
-    match name {
-        "create_task" => "plus",
-        "list_tasks" | "get_task" => "search",
-        "update_task" => "write",
-        "delete_task" => "empty-circle",
-        "toggle_complete" => "check-circle",
-        "get_stats" => "chart",
-        _ => "bolt",
     }
 }

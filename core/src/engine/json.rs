@@ -1,23 +1,24 @@
-//! The ten non-streaming requests.
+//! The ten requests answered with one JSON document.
 
 use super::ChatEngine;
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    CustomActionParams, ItemKind, ItemsListParams, ListParams, Order, Page, Request, Thread,
+    CustomActionParams, ItemKind, ItemsListParams, JsonRequest, ListParams, Order, Page, Thread,
     ThreadItem, json,
 };
 use bytes::Bytes;
 use serde::Serialize;
 
-pub(super) async fn handle_json(
+/// Answers one JSON request for the caller in `ctx`.
+pub(super) async fn handle(
     engine: &ChatEngine,
-    request: Request,
+    request: JsonRequest,
     ctx: &RequestContext,
 ) -> Result<Bytes> {
     let store = engine.store();
     match request {
-        Request::ThreadsGetById(params) => {
+        JsonRequest::ThreadsGetById(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
             let page = store
                 .load_thread_items(
@@ -30,7 +31,7 @@ pub(super) async fn handle_json(
                 .await?;
             to_json(&Thread::from_metadata(&thread, visible(page)))
         }
-        Request::ThreadsList(ListParams {
+        JsonRequest::ThreadsList(ListParams {
             limit,
             order,
             after,
@@ -50,7 +51,7 @@ pub(super) async fn handle_json(
             };
             to_json(&threads)
         }
-        Request::ThreadsUpdate(params) => {
+        JsonRequest::ThreadsUpdate(params) => {
             // Length and NUL checks ran in `limits::check_request`.
             let title = params.title.trim();
             let mut thread = store.load_thread(&params.thread_id, ctx).await?;
@@ -58,12 +59,12 @@ pub(super) async fn handle_json(
             store.save_thread(&thread, ctx).await?;
             to_json(&Thread::from_metadata(&thread, Page::empty()))
         }
-        Request::ThreadsDelete(params) => {
+        JsonRequest::ThreadsDelete(params) => {
             store.load_thread(&params.thread_id, ctx).await?;
             store.delete_thread(&params.thread_id, ctx).await?;
             Ok(empty_object())
         }
-        Request::ItemsList(ItemsListParams {
+        JsonRequest::ItemsList(ItemsListParams {
             thread_id,
             limit,
             order,
@@ -75,13 +76,13 @@ pub(super) async fn handle_json(
                 .await?;
             to_json(&visible(page))
         }
-        Request::ItemsFeedback(params) => {
+        JsonRequest::ItemsFeedback(params) => {
             store
                 .add_feedback(&params.thread_id, &params.item_ids, params.kind, ctx)
                 .await?;
             Ok(empty_object())
         }
-        Request::AttachmentsCreate(params) => {
+        JsonRequest::AttachmentsCreate(params) => {
             let attachments = engine.inner.attachments.as_ref().ok_or_else(|| {
                 Error::NotSupported("attachments (no attachment store is configured)".into())
             })?;
@@ -92,7 +93,7 @@ pub(super) async fn handle_json(
             store.save_attachment(&attachment, ctx).await?;
             to_json(&attachment)
         }
-        Request::AttachmentsDelete(params) => {
+        JsonRequest::AttachmentsDelete(params) => {
             store.load_attachment(&params.attachment_id, ctx).await?;
             if let Some(attachments) = &engine.inner.attachments {
                 attachments
@@ -102,7 +103,7 @@ pub(super) async fn handle_json(
             store.delete_attachment(&params.attachment_id, ctx).await?;
             Ok(empty_object())
         }
-        Request::InputTranscribe(params) => {
+        JsonRequest::InputTranscribe(params) => {
             let audio = decode_base64(&params.audio_base64)
                 .ok_or_else(|| Error::invalid("params.audio_base64: not valid standard base64"))?;
             let media_type = params
@@ -119,7 +120,7 @@ pub(super) async fn handle_json(
                 .await?;
             to_json(&serde_json::json!({ "text": text }))
         }
-        Request::ThreadsSyncCustomAction(CustomActionParams {
+        JsonRequest::ThreadsSyncCustomAction(CustomActionParams {
             thread_id,
             item_id,
             action,
@@ -145,10 +146,6 @@ pub(super) async fn handle_json(
                 None => Ok(empty_object()),
             }
         }
-        streaming => Err(Error::Internal(format!(
-            "{} is a streaming request",
-            streaming.type_name()
-        ))),
     }
 }
 

@@ -1,8 +1,8 @@
-//! The default task assistant: "Task Orchestrator" (English) with a handoff
+//! The to-do assistant's agents: "Task Orchestrator" (English) with a handoff
 //! to "Urdu Specialist" (answers only in Urdu); both have the task tools.
 
+use super::language::{self, Language};
 use crate::agents::Agent;
-use crate::language::{self, Language};
 use crate::tools::ToolSet;
 use std::sync::Arc;
 
@@ -21,16 +21,16 @@ const URDU_PROMPT: &str = "You are the Urdu Specialist. Answer only in Urdu (Ara
 Manage the user's to-do tasks with the tools right away: create, list, get, update, complete (toggle_complete), delete, and statistics. \
 When the user names a task instead of giving its id, call list_tasks with a search first. Confirm briefly what you did.";
 
-/// The two agents of the default assistant.
+/// The two agents of the to-do assistant.
 #[derive(Clone, Debug)]
-pub struct TaskAssistant {
+pub struct TaskAgents {
     /// The entry agent.
     pub orchestrator: Arc<Agent>,
     /// The Urdu-only agent.
     pub urdu_specialist: Arc<Agent>,
 }
 
-impl TaskAssistant {
+impl TaskAgents {
     /// Builds both agents around `tools` (normally the 7 task tools).
     pub fn new(tools: ToolSet) -> Self {
         let urdu_specialist = Arc::new(
