@@ -14,7 +14,8 @@ mod db;
 use chatkit_engine::protocol::{Order, Timestamp};
 use chatkit_engine::store::{PostgresStore, SqliteStore};
 use chatkit_engine::todo::{
-    MAX_TASKS, NewTask, TASK_TOOL_NAMES, TaskQuery, TaskSortBy, TaskStore, task_tools,
+    DEFAULT_LIST_LIMIT, MAX_TASKS, NewTask, TASK_TOOL_NAMES, TaskQuery, TaskSortBy, TaskStore,
+    task_tools,
 };
 use chatkit_engine::tools::{ToolContext, ToolSet};
 use chatkit_engine::{Error, RequestContext};
@@ -60,7 +61,7 @@ both_backends! {
     list_tasks_rejects_bad_filters,
     every_sort_key_orders_both_ways,
     search_is_literal_and_case_insensitive,
-    list_is_capped,
+    list_tasks_returns_one_page_with_the_total,
     get_task_finds_only_existing_tasks,
     update_task_changes_only_the_given_fields,
     update_task_ignores_null_fields,
@@ -136,7 +137,20 @@ impl Fixture {
         assert_eq!(output.structured.as_ref(), Some(&value));
         let success = value["success"].as_bool().expect("a success flag");
         assert_eq!(output.is_error, !success, "{value}");
-        if success {
+        if success && tool == "list_tasks" {
+            // A page: the tasks and where they sit in the whole list.
+            let keys: Vec<&str> = value
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                keys,
+                ["success", "data", "total", "limit", "offset", "has_more"],
+                "{value}"
+            );
+        } else if success {
             assert_eq!(value.as_object().unwrap().len(), 2, "{value}");
             assert!(value.get("data").is_some(), "{value}");
         } else {
@@ -771,24 +785,113 @@ async fn search_is_literal_and_case_insensitive(fx: &Fixture) {
     );
 }
 
-async fn list_is_capped(fx: &Fixture) {
+async fn list_tasks_returns_one_page_with_the_total(fx: &Fixture) {
+    // A user with fewer tasks than a page gets them all, and the total.
+    fx.create(ALICE, json!({"title": "only one"})).await;
+    let page = fx.call(ALICE, "list_tasks", json!({})).await;
+    assert_eq!(
+        (page["total"].clone(), page["has_more"].clone()),
+        (json!(1), json!(false))
+    );
+    fx.ok(
+        ALICE,
+        "delete_task",
+        json!({"task_id": id_of(&page["data"][0])}),
+    )
+    .await;
+
+    let alice = RequestContext::new(ALICE);
     for index in 0..(MAX_TASKS + 3) {
         fx.store
-            .create(
-                &NewTask::new(format!("task {index:03}")),
-                &RequestContext::new(ALICE),
-            )
+            .create(&NewTask::new(format!("task {index:03}")), &alice)
             .await
             .unwrap();
     }
-    let listed = fx.ok(ALICE, "list_tasks", json!({})).await;
-    assert_eq!(listed.as_array().unwrap().len(), MAX_TASKS);
+    let total = MAX_TASKS + 3;
+    // The default page is DEFAULT_LIST_LIMIT tasks, with the total.
+    let page = fx
+        .call(
+            ALICE,
+            "list_tasks",
+            json!({"sort_by": "title", "sort_order": "asc"}),
+        )
+        .await;
+    assert_eq!(page["success"], true);
+    assert_eq!(page["data"].as_array().unwrap().len(), DEFAULT_LIST_LIMIT);
+    assert_eq!(page["data"][0]["title"], "task 000");
     assert_eq!(
-        fx.ok(ALICE, "get_stats", json!({})).await["total"],
-        MAX_TASKS + 3
+        (
+            page["total"].clone(),
+            page["limit"].clone(),
+            page["offset"].clone(),
+            page["has_more"].clone()
+        ),
+        (
+            json!(total),
+            json!(DEFAULT_LIST_LIMIT),
+            json!(0),
+            json!(true)
+        )
     );
+    // The last page: what is left, no more after it.
+    let last = fx
+        .call(
+            ALICE,
+            "list_tasks",
+            json!({"sort_by": "title", "sort_order": "asc", "limit": 50, "offset": 200}),
+        )
+        .await;
+    let titles: Vec<&str> = last["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["task 200", "task 201", "task 202"]);
+    assert_eq!(
+        (last["total"].clone(), last["has_more"].clone()),
+        (json!(total), json!(false))
+    );
+    // Past the end: an empty page, the total still right.
+    let past = fx.call(ALICE, "list_tasks", json!({"offset": 5000})).await;
+    assert_eq!(
+        (past["data"].clone(), past["total"].clone()),
+        (json!([]), json!(total))
+    );
+    // The largest page is MAX_TASKS; filters count too.
+    let biggest = fx
+        .ok(ALICE, "list_tasks", json!({"limit": MAX_TASKS}))
+        .await;
+    assert_eq!(biggest.as_array().unwrap().len(), MAX_TASKS);
+    let filtered = fx
+        .call(
+            ALICE,
+            "list_tasks",
+            json!({"search": "task 20", "limit": 2}),
+        )
+        .await;
+    assert_eq!(
+        (filtered["total"].clone(), filtered["has_more"].clone()),
+        (json!(3), json!(true))
+    );
+    for bad in [
+        json!({"limit": 0}),
+        json!({"limit": MAX_TASKS + 1}),
+        json!({"limit": "ten"}),
+        json!({"offset": -1}),
+        json!({"limit": 2.5}),
+    ] {
+        let error = fx.err(ALICE, "list_tasks", bad.clone()).await;
+        assert!(error.starts_with("Invalid "), "{bad} -> {error}");
+    }
+    // Another user's tasks are not counted.
+    let bob = fx.call(BOB, "list_tasks", json!({})).await;
+    assert_eq!(
+        (bob["data"].clone(), bob["total"].clone()),
+        (json!([]), json!(0))
+    );
+
     // The store honours smaller limits and clamps silly ones.
-    let alice = RequestContext::new(ALICE);
     let query = |limit| TaskQuery {
         sort_by: TaskSortBy::Title,
         sort_order: Order::Asc,
@@ -802,6 +905,10 @@ async fn list_is_capped(fx: &Fixture) {
     assert_eq!(
         fx.store.list(&query(10_000), &alice).await.unwrap().len(),
         MAX_TASKS
+    );
+    assert_eq!(
+        fx.store.count(&query(2), &alice).await.unwrap(),
+        total as u64
     );
 }
 

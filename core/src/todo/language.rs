@@ -36,7 +36,7 @@ pub fn is_arabic_script(c: char) -> bool {
 /// Detects the language of `text`.
 ///
 /// ```
-/// use chatkit_engine::language::{detect, Language};
+/// use chatkit_engine::todo::language::{detect, Language};
 /// assert_eq!(detect("دودھ خریدنے کا ٹاسک بنائیں"), Language::Urdu);
 /// assert_eq!(detect("mera task banao"), Language::RomanUrdu);
 /// assert_eq!(detect("add a task to buy milk"), Language::English);

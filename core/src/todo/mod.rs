@@ -45,7 +45,7 @@ pub use task::{
     Priority, TaskPatch, TaskQuery, TaskRecord, TaskSortBy, TaskStats, TaskStatus, parse_due_date,
     parse_task_id,
 };
-pub use tools::{TASK_TOOL_NAMES, task_tools, tool_label};
+pub use tools::{DEFAULT_LIST_LIMIT, TASK_TOOL_NAMES, task_tools, tool_label};
 
 use crate::agents::{RunConfig, Runner};
 use crate::auth::JwtVerifier;

@@ -64,8 +64,13 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Creates a pending task owned by the caller.
     async fn create(&self, task: &NewTask, ctx: &RequestContext) -> Result<TaskRecord>;
 
-    /// The caller's tasks matching `query`, sorted, at most [`MAX_TASKS`].
+    /// The caller's tasks matching `query`, sorted, from `query.offset`, at
+    /// most `query.limit` (and never more than [`MAX_TASKS`]).
     async fn list(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<Vec<TaskRecord>>;
+
+    /// How many of the caller's tasks match `query`'s filters (its sort,
+    /// limit and offset do not matter).
+    async fn count(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<u64>;
 
     /// One of the caller's tasks.
     async fn get(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord>;
@@ -206,7 +211,7 @@ fn order_clause(sort_by: TaskSortBy, order: Order, dialect: Dialect) -> String {
     format!(r#" ORDER BY {keys}"createdAt" {dir}, id {dir}"#)
 }
 
-/// The `WHERE` clause of a list query, binding every value.
+/// The `WHERE` clause of a list or count query, binding every value.
 fn push_list_filters<'a, DB>(
     builder: &mut QueryBuilder<'a, DB>,
     query: &'a TaskQuery,
@@ -245,10 +250,20 @@ fn push_list_filters<'a, DB>(
         builder.push_bind(search);
         builder.push(")) > 0)");
     }
+}
+
+/// The `ORDER BY ... LIMIT ... OFFSET` tail of a list query.
+fn push_page<'a, DB>(builder: &mut QueryBuilder<'a, DB>, query: &'a TaskQuery, dialect: Dialect)
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
     builder.push(order_clause(query.sort_by, query.sort_order, dialect));
     builder.push(" LIMIT ");
     let limit = query.limit.unwrap_or(MAX_TASKS).clamp(1, MAX_TASKS);
     builder.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    builder.push(" OFFSET ");
+    builder.push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
 }
 
 /// A stored priority; an unknown value (written by another program) reads as
@@ -364,8 +379,17 @@ impl TaskStore for SqliteStore {
     async fn list(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<Vec<TaskRecord>> {
         let mut builder = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM tasks"));
         push_list_filters(&mut builder, query, ctx, Dialect::Sqlite);
+        push_page(&mut builder, query, Dialect::Sqlite);
         let rows = builder.build().fetch_all(self.pool()).await?;
         rows.iter().map(sqlite_task).collect()
+    }
+
+    async fn count(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<u64> {
+        let mut builder = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) AS total FROM tasks");
+        push_list_filters(&mut builder, query, ctx, Dialect::Sqlite);
+        let row = builder.build().fetch_one(self.pool()).await?;
+        let total: i64 = row.try_get("total")?;
+        Ok(u64::try_from(total).unwrap_or_default())
     }
 
     async fn get(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {
@@ -496,8 +520,17 @@ impl TaskStore for PostgresStore {
     async fn list(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<Vec<TaskRecord>> {
         let mut builder = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tasks"));
         push_list_filters(&mut builder, query, ctx, Dialect::Postgres);
+        push_page(&mut builder, query, Dialect::Postgres);
         let rows = builder.build().fetch_all(self.pool()).await?;
         rows.iter().map(pg_task).collect()
+    }
+
+    async fn count(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<u64> {
+        let mut builder = QueryBuilder::<Postgres>::new("SELECT COUNT(*) AS total FROM tasks");
+        push_list_filters(&mut builder, query, ctx, Dialect::Postgres);
+        let row = builder.build().fetch_one(self.pool()).await?;
+        let total: i64 = row.try_get("total")?;
+        Ok(u64::try_from(total).unwrap_or_default())
     }
 
     async fn get(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {

@@ -354,6 +354,8 @@ pub struct TaskQuery {
     /// At most this many tasks (clamped to `1..=MAX_TASKS`; `None` means
     /// [`MAX_TASKS`]).
     pub limit: Option<usize>,
+    /// Skip this many tasks of the sorted list first (a page's start).
+    pub offset: usize,
 }
 
 impl Default for TaskQuery {
@@ -366,6 +368,7 @@ impl Default for TaskQuery {
             sort_by: TaskSortBy::CreatedAt,
             sort_order: Order::Desc,
             limit: None,
+            offset: 0,
         }
     }
 }

@@ -8,6 +8,12 @@
 //! a `user_id` argument (one sent anyway is ignored), and `update_task`
 //! changes only the fields it is given.
 //!
+//! `list_tasks` returns one page, so a user with thousands of tasks does not
+//! send them all to the model on every call: `limit` (default
+//! [`DEFAULT_LIST_LIMIT`], at most [`MAX_TASKS`]) and `offset` pick it, and
+//! the result says where it sits:
+//! `{"success": true, "data": [...], "total": 120, "limit": 50, "offset": 0, "has_more": true}`.
+//!
 //! Validation failures and unknown tasks are `Ok` outputs with
 //! `is_error: true` and `success: false`, so the model can correct itself;
 //! storage failures are `Err`.
@@ -34,8 +40,8 @@
 
 use super::table::TaskStore;
 use super::task::{
-    Category, INVALID_TASK_ID, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, NewTask, Priority,
-    TaskPatch, TaskQuery, TaskSortBy, TaskStatus, parse_due_date,
+    Category, INVALID_TASK_ID, MAX_DESCRIPTION_CHARS, MAX_TASKS, MAX_TITLE_CHARS, NewTask,
+    Priority, TaskPatch, TaskQuery, TaskSortBy, TaskStatus, parse_due_date,
 };
 use crate::engine::ToolLabel;
 use crate::error::{Error, Result};
@@ -56,6 +62,13 @@ pub const TASK_TOOL_NAMES: [&str; 7] = [
     "toggle_complete",
     "get_stats",
 ];
+
+/// How many tasks one `list_tasks` call returns unless it asks for a
+/// `limit` (at most [`MAX_TASKS`]).
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+
+/// The largest `offset` `list_tasks` accepts.
+const MAX_LIST_OFFSET: usize = 1_000_000;
 
 /// The `data` of a successful `delete_task`.
 pub const TASK_DELETED: &str = "Task deleted successfully";
@@ -138,6 +151,20 @@ fn finish(outcome: Outcome) -> Result<ToolOutput> {
     }
 }
 
+/// Wraps a page (`data` with its paging fields) in the success envelope:
+/// `{"success": true, "data": [...], "total": ..., ...}`.
+fn finish_page(outcome: Outcome) -> Result<ToolOutput> {
+    match outcome {
+        Ok(Value::Object(page)) => {
+            let mut envelope = Map::with_capacity(page.len() + 1);
+            envelope.insert("success".into(), Value::Bool(true));
+            envelope.extend(page);
+            Ok(ToolOutput::json(Value::Object(envelope), false))
+        }
+        other => finish(other),
+    }
+}
+
 fn rejected(message: impl Into<String>) -> Failure {
     Failure::Rejected(message.into())
 }
@@ -196,6 +223,30 @@ impl Args {
             None | Some(Value::Null) => Err(rejected("Missing required argument `task_id`")),
             Some(Value::String(text)) => Ok(text),
             Some(_) => Err(rejected(INVALID_TASK_ID)),
+        }
+    }
+
+    /// A whole-number argument in `min..=max`; absent and `null` are `None`.
+    fn integer(
+        &self,
+        name: &str,
+        min: usize,
+        max: usize,
+    ) -> std::result::Result<Option<usize>, Failure> {
+        let invalid = || {
+            rejected(format!(
+                "Invalid {name}: must be a whole number from {min} to {max}"
+            ))
+        };
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(number)) => number
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (min..=max).contains(n))
+                .map(Some)
+                .ok_or_else(invalid),
+            Some(_) => Err(invalid()),
         }
     }
 
@@ -379,8 +430,14 @@ impl ListTasksTool {
                 "search",
                 "sort_by",
                 "sort_order",
+                "limit",
+                "offset",
             ],
         )?;
+        let limit = args
+            .integer("limit", 1, MAX_TASKS)?
+            .unwrap_or(DEFAULT_LIST_LIMIT);
+        let offset = args.integer("offset", 0, MAX_LIST_OFFSET)?.unwrap_or(0);
         let sort_order = match args
             .string("sort_order")?
             .map(|text| text.trim().to_ascii_lowercase())
@@ -415,9 +472,24 @@ impl ListTasksTool {
                 .transpose()?
                 .unwrap_or_default(),
             sort_order,
-            limit: None,
+            limit: Some(limit),
+            offset,
         };
-        data(&self.store.list(&query, &ctx.request).await?)
+        let tasks = self.store.list(&query, &ctx.request).await?;
+        // A first page that is not full already tells the total.
+        let total = if offset == 0 && tasks.len() < limit {
+            tasks.len() as u64
+        } else {
+            self.store.count(&query, &ctx.request).await?
+        };
+        let shown = (offset + tasks.len()) as u64;
+        Ok(json!({
+            "data": data(&tasks)?,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "has_more": shown < total,
+        }))
     }
 }
 
@@ -428,7 +500,7 @@ impl Tool for ListTasksTool {
     }
 
     fn description(&self) -> &str {
-        "List the current user's tasks (newest first by default), optionally filtered by status, priority, category and a search text, and sorted."
+        "List the current user's tasks (newest first by default), optionally filtered by status, priority, category and a search text, and sorted. Returns one page (`limit`, default 50) with the `total` count; ask for the next page with `offset` when `has_more` is true."
     }
 
     fn parameters(&self) -> Value {
@@ -455,13 +527,26 @@ impl Tool for ListTasksTool {
                     "enum": ["asc", "desc"],
                     "default": "desc",
                 },
+                "limit": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_TASKS,
+                    "default": DEFAULT_LIST_LIMIT,
+                    "description": "At most this many tasks in this page.",
+                },
+                "offset": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "default": 0,
+                    "description": "Skip this many tasks first (the start of the next page).",
+                },
             }),
             &[],
         )
     }
 
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<ToolOutput> {
-        finish(self.run(arguments, ctx).await)
+        finish_page(self.run(arguments, ctx).await)
     }
 }
 

@@ -18,14 +18,23 @@
 //! ```
 //! # async fn demo() -> chatkit_engine::Result<()> {
 //! use chatkit_engine::RequestContext;
-//! use chatkit_engine::store::SqliteStore;
 //! use chatkit_engine::tools::mcp::McpServer;
-//! use chatkit_engine::tools::task_tools;
-//! use std::sync::Arc;
+//! use chatkit_engine::tools::{Tool, ToolContext, ToolOutput, ToolSet};
+//! use serde_json::{Value, json};
 //!
-//! let tools = task_tools(Arc::new(SqliteStore::in_memory().await?));
-//! let server = McpServer::new(tools, RequestContext::new("alice"));
-//! assert_eq!(server.tool_list().len(), 7);
+//! struct WhoAmI;
+//! #[async_trait::async_trait]
+//! impl Tool for WhoAmI {
+//!     fn name(&self) -> &str { "who_am_i" }
+//!     fn description(&self) -> &str { "The caller's user id." }
+//!     fn parameters(&self) -> Value { json!({"type": "object", "properties": {}}) }
+//!     async fn call(&self, _: Value, ctx: &ToolContext) -> chatkit_engine::Result<ToolOutput> {
+//!         Ok(ToolOutput::text(ctx.user_id()))
+//!     }
+//! }
+//!
+//! let server = McpServer::new(ToolSet::new().with(WhoAmI), RequestContext::new("alice"));
+//! assert_eq!(server.tool_list().len(), 1);
 //! // `serve_stdio(server).await` would now answer MCP on stdin/stdout.
 //! # Ok(()) }
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
