@@ -417,7 +417,7 @@ impl Responder for Showcase {
         };
         match text.as_str() {
             "everything" => every_item_kind(turn).await,
-            "fail" => Err(Error::Storage("connection reset".into())),
+            "fail" => Err(Error::storage("connection reset")),
             "custom fail" => Err(Error::Custom {
                 message: "Quota exceeded, try tomorrow.".into(),
                 allow_retry: false,

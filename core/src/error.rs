@@ -10,6 +10,9 @@ use std::fmt;
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A boxed cause kept inside an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What went wrong, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,9 +86,19 @@ pub enum Error {
     #[error("the agent did not finish within {0} turns")]
     MaxTurnsExceeded(usize),
 
-    /// The database failed or could not be reached.
-    #[error("storage error: {0}")]
-    Storage(String),
+    /// The database failed or could not be reached. The message is for
+    /// logs (it is never sent to clients); the cause, when there is one, is
+    /// kept as the [`source`](std::error::Error::source) (a `sqlx::Error`,
+    /// say), so a host can tell a constraint violation from a lost
+    /// connection.
+    #[error("storage error: {message}")]
+    Storage {
+        /// What failed, including the cause's own text.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// Invalid engine configuration.
     #[error("invalid configuration: {0}")]
@@ -112,7 +125,7 @@ impl Error {
             Error::Model { .. } => "model_error",
             Error::Timeout(_) => "timeout",
             Error::MaxTurnsExceeded(_) => "max_turns_exceeded",
-            Error::Storage(_) => "storage_error",
+            Error::Storage { .. } => "storage_error",
             Error::Config(_) => "invalid_config",
             Error::Internal(_) => "internal",
         }
@@ -133,7 +146,7 @@ impl Error {
             Error::Model { .. } => 502,
             Error::Timeout(_) => 504,
             Error::MaxTurnsExceeded(_) => 500,
-            Error::Storage(_) => 503,
+            Error::Storage { .. } => 503,
             Error::Config(_) | Error::Internal(_) => 500,
         }
     }
@@ -143,6 +156,26 @@ impl Error {
         Error::NotFound {
             kind,
             id: id.into(),
+        }
+    }
+
+    /// A storage failure with no underlying error (corrupt data, say).
+    pub fn storage(message: impl Into<String>) -> Self {
+        Error::Storage {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A storage failure caused by `source`; the message ends with the
+    /// cause's text.
+    pub fn storage_caused_by(
+        context: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Storage {
+            message: format!("{context}: {source}"),
+            source: Some(Box::new(source)),
         }
     }
 
@@ -157,7 +190,7 @@ impl Error {
     /// server logs.
     pub fn user_message(&self) -> Option<String> {
         match self {
-            Error::Storage(_)
+            Error::Storage { .. }
             | Error::Internal(_)
             | Error::Config(_)
             | Error::Cancelled
@@ -281,12 +314,15 @@ impl From<AuthError> for Error {
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
-        Error::Storage(err.to_string())
+        Error::Storage {
+            message: err.to_string(),
+            source: Some(Box::new(err)),
+        }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
-        Error::Storage(format!("migration failed: {err}"))
+        Error::storage_caused_by("migration failed", err)
     }
 }

@@ -1387,7 +1387,17 @@ async fn storage_failures_are_errors(fx: &Fixture) {
     ] {
         let result = fx.tools.get(tool).unwrap().call(arguments, &ctx).await;
         match result {
-            Err(err) => assert_eq!(err.code(), "storage_error", "{tool}: {err}"),
+            Err(err) => {
+                assert_eq!(err.code(), "storage_error", "{tool}: {err}");
+                // The database's own error is kept as the cause, for logs
+                // and for hosts that inspect it.
+                let cause = std::error::Error::source(&err)
+                    .unwrap_or_else(|| panic!("{tool}: {err} lost its cause"));
+                assert!(
+                    cause.downcast_ref::<sqlx::Error>().is_some(),
+                    "{tool}: {cause}"
+                );
+            }
             Ok(output) => panic!("{tool} answered {}", output.content),
         }
     }

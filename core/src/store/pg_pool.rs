@@ -124,13 +124,11 @@ impl PgConnectionPool {
     /// Lends a connection: an idle one that is still usable, or a new one.
     pub async fn acquire(&self) -> Result<PooledConnection> {
         self.lend().await.map_err(|err| match err {
-            sqlx::Error::PoolTimedOut => Error::Storage(format!(
+            sqlx::Error::PoolTimedOut => Error::storage(format!(
                 "no database connection was available within {} s",
                 self.shared.settings.acquire_timeout.as_secs_f64()
             )),
-            sqlx::Error::PoolClosed => {
-                Error::Storage("the database connection pool is closed".into())
-            }
+            sqlx::Error::PoolClosed => Error::storage("the database connection pool is closed"),
             other => other.into(),
         })
     }

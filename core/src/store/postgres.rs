@@ -473,14 +473,14 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 /// Parses a stored payload.
 fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text)
-        .map_err(|err| Error::Storage(format!("corrupt stored {what}: {err}")))
+        .map_err(|err| Error::storage_caused_by(format_args!("corrupt stored {what}"), err))
 }
 
 fn feedback_kind(text: &str) -> Result<FeedbackKind> {
     match text {
         "positive" => Ok(FeedbackKind::Positive),
         "negative" => Ok(FeedbackKind::Negative),
-        other => Err(Error::Storage(format!(
+        other => Err(Error::storage(format!(
             "corrupt stored feedback kind `{other}`"
         ))),
     }

@@ -327,7 +327,7 @@ fn sqlite_time(at: Timestamp) -> String {
 /// another program may have written (naive values are UTC).
 fn sqlite_parse_time(text: &str) -> Result<Timestamp> {
     parse_due_date(text)
-        .map_err(|_| Error::Storage(format!("invalid timestamp `{text}` in the tasks table")))
+        .map_err(|_| Error::storage(format!("invalid timestamp `{text}` in the tasks table")))
 }
 
 fn sqlite_task(row: &SqliteRow) -> Result<TaskRecord> {
