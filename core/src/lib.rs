@@ -56,6 +56,7 @@ pub mod models;
 pub mod protocol;
 pub mod store;
 pub mod tools;
+pub mod validate;
 
 pub use config::EngineConfig;
 pub use context::RequestContext;
