@@ -452,6 +452,10 @@ async fn a_second_request_on_a_busy_thread_gets_an_error_event_and_changes_nothi
     assert_eq!(second[0]["type"], "error");
     assert_eq!(second[0]["code"], "custom");
     assert_eq!(second[0]["allow_retry"], true);
+    assert_eq!(
+        second[0]["reason"], "thread_busy",
+        "a code clients can match on"
+    );
 
     release.notify_one();
     let rest = running.collect_events().await;

@@ -51,10 +51,7 @@ impl ChatEngine {
                     thread_id,
                     "refusing a second concurrent turn on a busy thread"
                 );
-                return Ok(Self::error_stream(ThreadStreamEvent::custom_error(
-                    "This conversation is still answering a previous message. Wait for it to finish, then try again.",
-                    true,
-                )));
+                return Ok(Self::error_stream(ThreadStreamEvent::thread_busy_error()));
             }
             Err(err) => return Err(err),
         };
