@@ -3,7 +3,7 @@
 
 use chatkit_engine::EngineConfig;
 use chatkit_engine::config::redact_url;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -125,14 +125,7 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 /// Who may call the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
