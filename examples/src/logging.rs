@@ -4,7 +4,7 @@
 //! | format | a field's value | the message |
 //! | --- | --- | --- |
 //! | `text` | `name=value` when the value is a plain token (no white space, quote, `=`, backslash, brace or [unsafe character](chatkit_engine::validate::is_unsafe)); a value that is already a Rust string literal (`?value` of a `&str`) as it is; anything else quoted, `name="..."`, with `\\`, `\"`, `\n`, `\r`, `\t` and `\u{..}` escapes | as written, with unsafe characters escaped the same way |
-//! | `json` | a JSON string or number (serde_json escapes every control character) | a JSON string |
+//! | `json` | a JSON string or number: serde_json's escapes, and `\uXXXX` for the unsafe characters it leaves raw (DEL, C1 controls such as NEL, `U+2028`, `U+2029`, bidirectional controls), which some line readers (Python's `splitlines`) and terminals take for line breaks or controls | a JSON string, the same |
 //!
 //! Every event is therefore exactly one line, whatever a thread id, a
 //! token's `sub`, an `x-request-id`, an error message or a tool name holds.
@@ -82,7 +82,61 @@ where
         .with_writer(writer);
     match format {
         LogFormat::Text => Box::new(builder.fmt_fields(EscapedFields).finish()),
-        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .map_writer(|writer| EscapeJson(writer))
+                .finish(),
+        ),
+    }
+}
+
+/// Makes writers that escape what serde_json leaves raw in JSON lines (see
+/// the module docs). Outside strings a JSON line is ASCII without DEL, so
+/// every such character is inside a string and `\uXXXX` keeps its meaning.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EscapeJson<M>(pub M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for EscapeJson<M> {
+    type Writer = EscapeJsonWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapeJsonWriter(self.0.make_writer())
+    }
+}
+
+/// The writer of [`EscapeJson`]: the formatter hands it one whole line per
+/// write.
+#[derive(Debug)]
+pub struct EscapeJsonWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for EscapeJsonWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(bytes) {
+            Ok(line) if line.contains(|c: char| c != '\n' && is_unsafe(c)) => {
+                let mut escaped = String::with_capacity(line.len() + 16);
+                for c in line.chars() {
+                    if c != '\n' && is_unsafe(c) {
+                        let _ = fmt::Write::write_fmt(
+                            &mut escaped,
+                            format_args!("\\u{:04x}", u32::from(c)),
+                        );
+                    } else {
+                        escaped.push(c);
+                    }
+                }
+                self.0.write_all(escaped.as_bytes())?;
+            }
+            // Nothing to escape (or not text, which the formatter never
+            // writes): as it is.
+            _ => self.0.write_all(bytes)?,
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -309,6 +363,22 @@ mod tests {
             "a dangling escape"
         );
         assert_eq!(unquote(&value(forged, true)), forged);
+    }
+
+    #[test]
+    fn json_lines_escape_what_serde_json_leaves_raw() {
+        use std::io::Write;
+        let mut out = EscapeJsonWriter(Vec::new());
+        let line =
+            serde_json::json!({"v": "a\u{7f}\u{85}\u{2028}\u{202e}\n\u{1}é"}).to_string() + "\n";
+        out.write_all(line.as_bytes()).unwrap();
+        let written = String::from_utf8(out.0).unwrap();
+        assert_eq!(
+            written,
+            "{\"v\":\"a\\u007f\\u0085\\u2028\\u202e\\n\\u0001é\"}\n"
+        );
+        let back: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(back["v"], "a\u{7f}\u{85}\u{2028}\u{202e}\n\u{1}é");
     }
 
     #[test]
