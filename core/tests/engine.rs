@@ -469,6 +469,26 @@ async fn a_second_request_on_a_busy_thread_gets_an_error_event_and_changes_nothi
     assert_eq!(texts, ["hi", "block"]);
 }
 
+#[test]
+fn the_busy_reason_is_the_code_every_binding_raises() {
+    use chatkit_engine::protocol::ERROR_REASON_THREAD_BUSY;
+    assert_eq!(
+        chatkit_engine::Error::ThreadBusy("thr_1".into()).code(),
+        ERROR_REASON_THREAD_BUSY
+    );
+    // The bindings map errors by the core's code: Python's exception class
+    // and Node's code union carry the same string as the event's `reason`.
+    let python = include_str!("../../bindings-python/python/chatkit_engine/errors.py");
+    let python_code = python
+        .split("class ThreadBusyError(ChatKitError):")
+        .nth(1)
+        .and_then(|class| class.split("code = \"").nth(1))
+        .and_then(|rest| rest.split('"').next());
+    assert_eq!(python_code, Some(ERROR_REASON_THREAD_BUSY));
+    let node = include_str!("../../bindings-node/lib/errors.ts");
+    assert!(node.contains(&format!("| \"{ERROR_REASON_THREAD_BUSY}\"")));
+}
+
 #[tokio::test]
 async fn unknown_and_foreign_threads_are_not_found_before_anything_streams() {
     let engine = engine().await;
