@@ -24,6 +24,10 @@ use chatkit_engine::{Error, RequestContext, Result};
 use serde_json::{Value, json};
 use std::io::Write;
 
+/// Holds the `"hold"` turn until the dump has sent a second message on its
+/// thread (the busy-thread case).
+static HOLD: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 struct Showcase;
 
 fn source(title: &str, kind: SourceKind) -> Source {
@@ -418,6 +422,10 @@ impl Responder for Showcase {
         match text.as_str() {
             "everything" => every_item_kind(turn).await,
             "fail" => Err(Error::storage("connection reset")),
+            "hold" => {
+                HOLD.notified().await;
+                stream_text(turn, "released").await
+            }
             "custom fail" => Err(Error::Custom {
                 message: "Quota exceeded, try tomorrow.".into(),
                 allow_retry: false,
@@ -613,6 +621,30 @@ async fn run(path: &str) -> Result<()> {
     .await?;
     dump.stream("respond phase failure", create("fail")).await?;
     dump.stream("custom error", create("custom fail")).await?;
+
+    // A second message while the thread still answers: the busy error event.
+    let Response::Stream(mut held) = dump
+        .engine
+        .process(
+            create("hold").to_string().as_bytes(),
+            RequestContext::new("alice"),
+        )
+        .await?
+    else {
+        return Err(Error::Internal("the held turn did not stream".into()));
+    };
+    let held_thread = match held.next_event().await {
+        Some(ThreadStreamEvent::ThreadCreated { thread }) => thread.id,
+        other => return Err(Error::Internal(format!("held turn began with {other:?}"))),
+    };
+    let busy = dump
+        .stream("busy thread", add(&held_thread, "again"))
+        .await?;
+    if busy.len() != 1 || busy[0]["reason"] != "thread_busy" {
+        return Err(Error::Internal(format!("no busy error event: {busy:?}")));
+    }
+    HOLD.notify_one();
+    held.collect_events().await;
 
     let tool = dump
         .stream("client tool call", create("client tool"))

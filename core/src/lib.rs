@@ -61,6 +61,7 @@ pub mod protocol;
 pub mod store;
 pub mod todo;
 pub mod tools;
+pub mod validate;
 
 pub use config::EngineConfig;
 pub use context::RequestContext;

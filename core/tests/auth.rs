@@ -357,6 +357,36 @@ async fn subject_is_required() {
 }
 
 #[tokio::test]
+async fn a_signed_token_still_needs_a_user_id_the_stores_and_logs_can_take() {
+    let key = TestKey::ed25519("ed");
+    let verifier = verifier_for(&[&key]);
+    let refused = |sub: &str| with(claims("x"), "sub", json!(sub));
+    for bad in [
+        refused("mallory\u{0}"),
+        refused("mallory\nINFO admin signed in"),
+        refused("\u{1b}[31mred"),
+        refused("alice\u{202e}ecila"),
+        refused(&"a".repeat(5_000)),
+        with(claims("ok"), "name", json!("two\nlines")),
+        with(claims("ok"), "email", json!("a@b\r\nBcc: c")),
+    ] {
+        let err = verifier.verify(&key.sign(&bad)).await.unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("invalid_request", 400),
+            "{bad}"
+        );
+        assert!(
+            !err.to_string().contains("mallory"),
+            "the value is not echoed: {err}"
+        );
+    }
+    let longest = "a".repeat(chatkit_engine::validate::MAX_USER_ID_CHARS);
+    let accepted = verifier.verify(&key.sign(&claims(&longest))).await.unwrap();
+    assert_eq!(accepted.sub, longest);
+}
+
+#[tokio::test]
 async fn malformed_tokens() {
     let key = TestKey::ed25519("k");
     let verifier = verifier_for(&[&key]);

@@ -452,6 +452,10 @@ async fn a_second_request_on_a_busy_thread_gets_an_error_event_and_changes_nothi
     assert_eq!(second[0]["type"], "error");
     assert_eq!(second[0]["code"], "custom");
     assert_eq!(second[0]["allow_retry"], true);
+    assert_eq!(
+        second[0]["reason"], "thread_busy",
+        "a code clients can match on"
+    );
 
     release.notify_one();
     let rest = running.collect_events().await;
@@ -463,6 +467,26 @@ async fn a_second_request_on_a_busy_thread_gets_an_error_event_and_changes_nothi
         .map(|item| item["content"][0]["text"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(texts, ["hi", "block"]);
+}
+
+#[test]
+fn the_busy_reason_is_the_code_every_binding_raises() {
+    use chatkit_engine::protocol::ERROR_REASON_THREAD_BUSY;
+    assert_eq!(
+        chatkit_engine::Error::ThreadBusy("thr_1".into()).code(),
+        ERROR_REASON_THREAD_BUSY
+    );
+    // The bindings map errors by the core's code: Python's exception class
+    // and Node's code union carry the same string as the event's `reason`.
+    let python = include_str!("../../bindings-python/python/chatkit_engine/errors.py");
+    let python_code = python
+        .split("class ThreadBusyError(ChatKitError):")
+        .nth(1)
+        .and_then(|class| class.split("code = \"").nth(1))
+        .and_then(|rest| rest.split('"').next());
+    assert_eq!(python_code, Some(ERROR_REASON_THREAD_BUSY));
+    let node = include_str!("../../bindings-node/lib/errors.ts");
+    assert!(node.contains(&format!("| \"{ERROR_REASON_THREAD_BUSY}\"")));
 }
 
 #[tokio::test]

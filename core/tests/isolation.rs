@@ -14,6 +14,13 @@
 //! titles and search terms and checks that they are stored and matched
 //! literally.
 //!
+//! Two more cover the adversarial pass over `serve`: over MCP Streamable
+//! HTTP, Bob cannot use or end a session Alice opened and each user has a
+//! cap of open sessions; and identities and text with NUL or other control
+//! characters (a token's `sub`, a task title over MCP, chat text, titles and
+//! ids) are refused with `invalid_request` before any store is touched, the
+//! same on both stores.
+//!
 //! Each test runs as `sqlite::<name>` (a temp file) and `postgres::<name>` (a
 //! fresh database on `DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`).
@@ -22,22 +29,28 @@
 
 #[path = "support/db.rs"]
 mod db;
+#[path = "support/jwt.rs"]
+mod jwt;
 #[path = "support/engine.rs"]
 mod support;
 
 use chatkit_engine::agents::{RunConfig, Runner};
+use chatkit_engine::auth::JwtVerifier;
 use chatkit_engine::engine::{ChatEngine, UploadUrls};
 use chatkit_engine::protocol::{REQUEST_TYPES, ThreadItem};
 use chatkit_engine::store::{self, SharedStore};
 use chatkit_engine::todo::{self, Assistant, TASK_TOOL_NAMES};
+use chatkit_engine::tools::mcp::McpHttpService;
 use chatkit_engine::tools::{ToolContext, ToolSet};
 use chatkit_engine::{EngineConfig, RequestContext};
 use db::{Backend, TestDb};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::{Connection, Row};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use support::{call_err, call_json, call_stream, created_thread_id, settle, wire};
+use tower_service::Service;
 
 macro_rules! both_backends {
     ($($test:ident),* $(,)?) => {
@@ -65,6 +78,8 @@ macro_rules! both_backends {
 both_backends! {
     another_users_ids_are_not_found_and_change_nothing,
     sql_metacharacters_and_unicode_are_stored_and_matched_literally,
+    another_users_mcp_session_is_not_found_and_cannot_be_ended,
+    identities_and_text_with_control_characters_are_refused_before_the_store,
 }
 
 const ALICE: &str = "alice";
@@ -95,6 +110,7 @@ impl Fixture {
             .shared_store(database.store())
             .responder(assistant)
             .attachment_store(UploadUrls::new("https://files.example.com/attachments"))
+            .verifier(JwtVerifier::from_secret(jwt::SECRET).unwrap())
             .config(EngineConfig {
                 database_url: db.url.clone(),
                 ..EngineConfig::default()
@@ -685,4 +701,247 @@ async fn sql_metacharacters_and_unicode_are_stored_and_matched_literally(fx: &Fi
     // Nothing reached Bob, and both tables are intact.
     assert_eq!(fx.count("tasks", BOB).await, 0);
     assert_eq!(fx.count("chat_sessions", ALICE).await, 1);
+}
+
+// ---------------------------------------------------------------------------
+// MCP over HTTP and hostile identities (the adversarial pass over `serve`)
+
+/// A Bearer token for `sub`, signed with the fixture's secret.
+fn bearer(sub: &str) -> String {
+    let mut claims = jwt::claims("x");
+    claims["sub"] = json!(sub);
+    claims["email"] = json!("user@example.com");
+    let key = jwt::TestKey::hs256(jwt::SECRET.as_bytes());
+    format!("Bearer {}", key.sign(&claims))
+}
+
+/// One answer of the MCP service: status, session header, body text.
+struct McpAnswer {
+    status: u16,
+    session: Option<String>,
+    body: String,
+}
+
+impl McpAnswer {
+    /// The JSON-RPC result of request `id` (the body is SSE or JSON).
+    fn result(&self, id: i64) -> Value {
+        self.body
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .chain(std::iter::once(self.body.as_str()))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .find(|message| message["id"] == id)
+            .map(|message| message["result"].clone())
+            .unwrap_or_else(|| panic!("no result {id} in {}", self.body))
+    }
+}
+
+async fn mcp(
+    service: &McpHttpService,
+    method: &str,
+    user: &str,
+    session: Option<&str>,
+    body: Option<Value>,
+) -> McpAnswer {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri("/mcp")
+        .header("host", "127.0.0.1")
+        .header("authorization", bearer(user))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(session) = session {
+        request = request
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    let request = request
+        .body(body.map(|b| b.to_string()).unwrap_or_default())
+        .unwrap();
+    let response = service.clone().call(request).await.unwrap();
+    let status = response.status().as_u16();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    McpAnswer {
+        status,
+        session,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"isolation","version":"0"}}})
+}
+
+/// Opens a session as `user` and returns its id.
+async fn open_session(service: &McpHttpService, user: &str) -> String {
+    let answer = mcp(service, "POST", user, None, Some(initialize())).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let session = answer.session.expect("a session id");
+    let initialized = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let answer = mcp(service, "POST", user, Some(&session), Some(initialized)).await;
+    assert!(answer.status < 300, "{}", answer.body);
+    session
+}
+
+fn tool_call(id: i64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":arguments}})
+}
+
+async fn another_users_mcp_session_is_not_found_and_cannot_be_ended(fx: &Fixture) {
+    let service = McpHttpService::new(fx.tools.clone(), fx.engine.clone()).max_sessions_per_user(2);
+    let session = open_session(&service, ALICE).await;
+    let created = mcp(
+        &service,
+        "POST",
+        ALICE,
+        Some(&session),
+        Some(tool_call(
+            2,
+            "create_task",
+            json!({"title": "Alice's secret"}),
+        )),
+    )
+    .await
+    .result(2);
+    assert_eq!(created["isError"], false, "{created}");
+    let task_id = created["structuredContent"]["data"]["id"].clone();
+    let before = fx.snapshot(None).await;
+
+    // Bob, with a valid token of his own, names Alice's session.
+    let unknown = mcp(
+        &service,
+        "POST",
+        BOB,
+        Some("no-such-session"),
+        Some(tool_call(3, "list_tasks", json!({}))),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    for (method, body) in [
+        ("POST", Some(tool_call(3, "list_tasks", json!({})))),
+        (
+            "POST",
+            Some(tool_call(4, "delete_task", json!({"task_id": task_id}))),
+        ),
+        (
+            "POST",
+            Some(tool_call(5, "create_task", json!({"title": "planted"}))),
+        ),
+        ("GET", None),
+        ("DELETE", None),
+    ] {
+        let answer = mcp(&service, method, BOB, Some(&session), body).await;
+        assert_eq!(answer.status, 404, "{method}: {}", answer.body);
+        assert_eq!(
+            answer.body, unknown.body,
+            "the same answer as an unknown session"
+        );
+    }
+    assert_eq!(fx.snapshot(None).await, before, "Bob changed nothing");
+
+    // Alice's session still works and still shows her task.
+    let listed = mcp(
+        &service,
+        "POST",
+        ALICE,
+        Some(&session),
+        Some(tool_call(6, "list_tasks", json!({}))),
+    )
+    .await;
+    assert_eq!(listed.status, 200);
+    assert!(listed.result(6).to_string().contains("Alice's secret"));
+
+    // The cap: two open sessions per user; ending one frees its slot.
+    let second = open_session(&service, ALICE).await;
+    let over = mcp(&service, "POST", ALICE, None, Some(initialize())).await;
+    assert_eq!(over.status, 429, "{}", over.body);
+    assert!(over.body.contains("too_many_sessions"), "{}", over.body);
+    open_session(&service, BOB).await;
+    let ended = mcp(&service, "DELETE", ALICE, Some(&second), None).await;
+    assert!(ended.status < 300, "{}: {}", ended.status, ended.body);
+    assert_eq!(service.open_sessions(ALICE), 1);
+    open_session(&service, ALICE).await;
+    assert_eq!(service.open_sessions(ALICE), 2);
+}
+
+async fn identities_and_text_with_control_characters_are_refused_before_the_store(fx: &Fixture) {
+    let a = alice_builds_up_her_data(fx).await;
+    let before = fx.snapshot(None).await;
+    let service = McpHttpService::new(fx.tools.clone(), fx.engine.clone());
+
+    // A token's sub: NUL (PostgreSQL answered 503 before), a line break,
+    // an escape sequence, 5,000 characters.
+    let long = "m".repeat(5_000);
+    for sub in [
+        "mallory\u{0}",
+        "mallory\nadmin",
+        "\u{1b}[31mred",
+        long.as_str(),
+    ] {
+        let err = fx
+            .engine
+            .authenticate(Some(&bearer(sub)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("invalid_request", 400),
+            "{sub:?}"
+        );
+        let answer = mcp(&service, "POST", sub, None, Some(initialize())).await;
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        assert!(answer.body.contains("invalid_request"), "{}", answer.body);
+    }
+
+    // Task text over MCP: refused at the boundary, before the tool runs
+    // (PostgreSQL failed on a NUL title, SQLite stored it).
+    let session = open_session(&service, ALICE).await;
+    for (id, arguments) in [
+        (2, json!({"title": "a\u{0}b"})),
+        (3, json!({"title": "ok", "description": "\u{1b}[2J"})),
+        (4, json!({"title": "bell\u{7}"})),
+        (5, json!({"task_id": &a.task, "title": "a\u{0}"})),
+    ] {
+        let name = if arguments.get("task_id").is_some() {
+            "update_task"
+        } else {
+            "create_task"
+        };
+        let result = mcp(
+            &service,
+            "POST",
+            ALICE,
+            Some(&session),
+            Some(tool_call(id, name, arguments)),
+        )
+        .await
+        .result(id);
+        assert_eq!(result["isError"], true, "{result}");
+        assert_eq!(
+            result["structuredContent"]["error"]["code"], "invalid_request",
+            "{result}"
+        );
+    }
+
+    // Chat text, titles and ids: refused before the thread is even looked up.
+    for body in [
+        json!({"type":"threads.create","params":{"input":user_input("a\u{0}b", &[])}}),
+        json!({"type":"threads.create","params":{"input":user_input("\u{1b}[2J", &[])}}),
+        json!({"type":"threads.add_user_message","params":{"thread_id":a.thread,"input":user_input("del\u{7f}", &[])}}),
+        json!({"type":"threads.update","params":{"thread_id":a.thread,"title":"two\nlines"}}),
+        json!({"type":"threads.get_by_id","params":{"thread_id":"thr_\u{0}"}}),
+        json!({"type":"items.list","params":{"thread_id":a.thread,"after":"msg\u{85}"}}),
+    ] {
+        let err = call_err(&fx.engine, ALICE, body.clone()).await;
+        assert_eq!(err.code(), "invalid_request", "{body}");
+    }
+
+    // Nothing reached either store.
+    assert_eq!(fx.snapshot(None).await, before);
 }

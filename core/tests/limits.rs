@@ -452,6 +452,10 @@ async fn invalid_utf8_nul_and_odd_encodings_are_invalid_requests() {
         // Lone surrogates.
         br#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"\ud800"}]}}}"#.to_vec(),
         br#"{"type":"threads.update","params":{"thread_id":"t","title":"\udc00x"}}"#.to_vec(),
+        // Other control characters (validate's rules) in text, titles and ids.
+        br#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"\u001b[2J"}]}}}"#.to_vec(),
+        br#"{"type":"threads.update","params":{"thread_id":"t","title":"a\nFAKE"}}"#.to_vec(),
+        br#"{"type":"items.list","params":{"thread_id":"t\u0085"}}"#.to_vec(),
         // Escaped NUL in text, quoted text, titles and ids.
         br#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"a\u0000b"}]}}}"#.to_vec(),
         br#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"ok"}],"quoted_text":"\u0000"}}}"#.to_vec(),
@@ -495,7 +499,7 @@ async fn long_strings_and_unicode_within_the_limits_round_trip() {
             .await
             .is_ok()
     );
-    let text = "اردو 🎉 \u{200f}\u{feff}\u{1}\u{7f} 'x' \"y\" \\ %_";
+    let text = "اردو 🎉 \u{200f}\u{feff}\t'x'\r\n\"y\" \\ %_";
     let events = wire(&call_stream(&engine, "alice", create(text)).await);
     assert_eq!(events[1]["item"]["content"][0]["text"], text);
     let thread_id = events[0]["thread"]["id"].as_str().unwrap().to_owned();

@@ -130,3 +130,24 @@ async fn engine_service_refuses_bad_tokens() {
         assert_eq!(response.status(), 401, "{auth:?}");
     }
 }
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused_whichever_comes_first() {
+    let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let mut service = McpHttpService::new(task_tools(store), NameIsToken);
+    for (first, second) in [
+        ("Bearer alice", "Bearer bob"),
+        ("Bearer bob", "Bearer alice"),
+    ] {
+        let mut request = initialize(Some(first));
+        request
+            .headers_mut()
+            .append("authorization", http::HeaderValue::from_static(second));
+        let response = service.call(request).await.unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(
+            service.open_sessions("alice") + service.open_sessions("bob"),
+            0
+        );
+    }
+}

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::HeaderMap;
 use axum::routing::post;
+use chatkit_engine_examples::logging::{self, LogFormat};
 use chatkit_engine_examples::serve::session::http_client;
 use chatkit_engine_examples::serve::{Args, IdentityMode, ServeConfig, Server};
 use clap::Parser;
@@ -64,6 +65,18 @@ fn config(extra: &[&str]) -> Result<ServeConfig, String> {
     }
     if !given("--chatkit-api-base") {
         args.chatkit_api_base = "https://api.openai.com/v1".into();
+    }
+    if !given("--request-body-timeout-secs") {
+        args.request_body_timeout_secs = 30;
+    }
+    if !given("--request-body-idle-secs") {
+        args.request_body_idle_secs = 10;
+    }
+    if !given("--mcp-max-sessions-per-user") {
+        args.mcp_max_sessions_per_user = 16;
+    }
+    if !given("--log-format") {
+        args.log_format = LogFormat::Text;
     }
     ServeConfig::from_args(args, |_| None)
 }
@@ -855,5 +868,633 @@ async fn mcp_endpoint_serves_the_task_tools_to_authenticated_users() {
         tools.contains(&"create_task") && tools.contains(&"list_tasks"),
         "{tools:?}"
     );
+    server.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Attacks found by the adversarial pass, one case each.
+
+/// An HS256 token for `claims`, signed with [`SECRET`] (a server started
+/// with `--jwt-secret SECRET` accepts it).
+fn hs256(claims: &Value) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// A token for `sub`, valid for ten minutes.
+fn token_for(sub: &str) -> String {
+    let now = chatkit_engine_examples::serve::dev_identity::unix_now();
+    hs256(&json!({"sub": sub, "iat": now, "exp": now + 600}))
+}
+
+/// Sends `request` (a whole HTTP/1.1 request with `connection: close`) over
+/// a fresh TCP connection and reads the answer until the server closes.
+async fn raw_http(server: &TestServer, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), tcp.read_to_end(&mut response))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A JSON-RPC POST to `/mcp` as `token`, in `session` when given.
+async fn mcp_post(
+    server: &TestServer,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> reqwest::Response {
+    let mut req = server
+        .http
+        .post(server.url("/mcp"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(session) = session {
+        req = req
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    req.send().await.unwrap()
+}
+
+/// Opens an MCP session as `token` and returns its id.
+async fn mcp_open(server: &TestServer, token: &str) -> String {
+    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},
+        "clientInfo":{"name":"serve-test","version":"0"}}});
+    let res = mcp_post(server, token, None, initialize).await;
+    assert_eq!(res.status(), 200);
+    let session = header(&res, "mcp-session-id").unwrap().to_owned();
+    mcp_messages(res).await;
+    let res = mcp_post(
+        server,
+        token,
+        Some(&session),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    assert!(res.status().is_success(), "{}", res.status());
+    session
+}
+
+/// The result of one `tools/call` in `session`.
+async fn mcp_call(
+    server: &TestServer,
+    token: &str,
+    session: &str,
+    name: &str,
+    args: Value,
+) -> Value {
+    let res = mcp_post(
+        server,
+        token,
+        Some(session),
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":name,"arguments":args}}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let messages = mcp_messages(res).await;
+    messages
+        .into_iter()
+        .find(|m| m["id"] == 7)
+        .map(|m| m["result"].clone())
+        .expect("a result")
+}
+
+/// A log writer the test can read back.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Finding 1: a newline in a logged value started a fake log line (text
+/// format). Every request-borne value that reaches a log goes through here
+/// with newlines and control characters, in both formats.
+#[tokio::test]
+async fn hostile_values_never_start_a_log_line_in_either_log_format() {
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let _guard = tracing::subscriber::set_default(logging::subscriber(
+            format,
+            "debug,hyper=info,h2=info,sqlx=warn",
+            false,
+            move || writer.clone(),
+        ));
+        let server = start(&["--jwt-secret", SECRET]).await;
+        let alice = token_for("alice");
+        let forged = "x\nERROR FORGED line\r\n\u{1b}[2J\u{85}\u{2028}\t\u{0}end";
+
+        // A request type, a thread id and a title that end up in error
+        // messages and log fields.
+        for body in [
+            json!({"type": forged, "params": {}}),
+            json!({"type": "threads.get_by_id", "params": {"thread_id": forged}}),
+            json!({"type": "threads.update", "params": {"thread_id": "thr_1", "title": forged}}),
+            json!({"type": "items.list", "params": {"thread_id": "thr_missing", "after": forged}}),
+        ] {
+            let res = server.chatkit(Some(&alice), body.to_string()).await;
+            assert_eq!(res.status(), 400, "{body}");
+        }
+        // A token whose sub holds a newline, and a request id with a tab and
+        // a C1 control (the header's raw bytes).
+        let res = server
+            .chatkit(
+                Some(&token_for(forged)),
+                r#"{"type":"threads.list","params":{}}"#,
+            )
+            .await;
+        error_body(res, 400, "invalid_request").await;
+        let res = server
+            .http
+            .get(server.url("/healthz"))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(b"req\tFORGED\x85id").unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        error_body(res, 400, "invalid_request").await;
+        // A path, an MCP tool name, MCP arguments and a session id.
+        let res = server
+            .http
+            .get(server.url("/nope%0AERROR%20FORGED"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+        let session = mcp_open(&server, &alice).await;
+        let result = mcp_call(
+            &server,
+            &alice,
+            &session,
+            "create_task",
+            json!({"title": forged}),
+        )
+        .await;
+        assert_eq!(result["isError"], true);
+        let res = mcp_post(
+            &server,
+            &alice,
+            Some(&session),
+            json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":forged,"arguments":{}}}),
+        )
+        .await;
+        mcp_messages(res).await;
+        let res = server
+            .http
+            .post(server.url("/mcp"))
+            .bearer_auth(&alice)
+            .header("mcp-session-id", "sess\tFORGED")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+        server.stop().await.unwrap();
+
+        let text = logs.text();
+        assert!(
+            text.lines().count() > 10,
+            "{format:?}: the requests were logged:\n{text}"
+        );
+        for line in text.lines() {
+            assert!(
+                !line.contains(|c: char| chatkit_engine::validate::is_unsafe(c)),
+                "{format:?}: a raw control character in {line:?}"
+            );
+            match format {
+                LogFormat::Text => {
+                    let mut words = line.split(' ').filter(|w| !w.is_empty());
+                    let (time, level) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                    assert!(
+                        time.starts_with("20") && time.ends_with('Z'),
+                        "a line that does not start with a timestamp: {line:?}"
+                    );
+                    assert!(
+                        ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
+                        "{line:?}"
+                    );
+                }
+                LogFormat::Json => {
+                    let event: Value = serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line:?}"));
+                    assert!(event["timestamp"].is_string() && event["level"].is_string());
+                }
+            }
+        }
+        // The hostile request type did reach the log, escaped.
+        match format {
+            LogFormat::Text => assert!(
+                text.contains(r"x\nERROR FORGED line\r\n\u{1b}[2J"),
+                "{text}"
+            ),
+            LogFormat::Json => assert!(
+                text.contains(r"x\nERROR FORGED line\r\n\u001b[2J"),
+                "{text}"
+            ),
+        }
+    }
+}
+
+/// Sends the head of a POST announcing a large body, then `trickle`s body
+/// bytes every 100 ms until the server answers; returns everything the
+/// server sent until it closed the connection.
+async fn send_slow_body(server: &TestServer, path: &str, token: &str, trickle: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         content-length: 100000\r\n\r\n{{\"type\":"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut writing = true;
+    // Generous: the deadline in these tests is 1 s.
+    let until = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        tokio::select! {
+            read = tcp.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    writing = false;
+                    response.extend_from_slice(&buf[..n]);
+                }
+            },
+            () = tokio::time::sleep(Duration::from_millis(100)), if writing && trickle => {
+                if tcp.write_all(b" ").await.is_err() {
+                    writing = false;
+                }
+            }
+            () = tokio::time::sleep_until(until) => panic!(
+                "the connection was still open after 90 s: {}",
+                String::from_utf8_lossy(&response)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Finding 2: a body trickled by a client with a valid token kept its
+/// connection and task open (70 s on /chatkit, 45 s on /mcp).
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_after_the_deadline() {
+    let server = start(&[
+        "--request-body-timeout-secs",
+        "1",
+        "--request-body-idle-secs",
+        "1",
+    ])
+    .await;
+    let token = server.dev_token("alice").await;
+    for path in ["/chatkit", "/mcp"] {
+        let response = send_slow_body(&server, path, &token, true).await;
+        assert!(response.starts_with("HTTP/1.1 408 "), "{path}: {response}");
+        let lower = response.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\nconnection: close\r\n"),
+            "{path}: {response}"
+        );
+        assert!(
+            response.contains(r#""code":"request_timeout""#),
+            "{path}: {response}"
+        );
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_off_after_the_idle_deadline() {
+    let server = start(&["--request-body-idle-secs", "1"]).await;
+    let token = server.dev_token("alice").await;
+    for path in ["/chatkit", "/mcp"] {
+        let response = send_slow_body(&server, path, &token, false).await;
+        assert!(response.starts_with("HTTP/1.1 408 "), "{path}: {response}");
+        assert!(response.contains("stalled"), "{path}: {response}");
+    }
+    server.stop().await.unwrap();
+}
+
+/// Finding 3: in development identity mode a web page the developer visits
+/// could mint tokens (DNS rebinding: its requests name the attacker's host;
+/// a cross-site page: its Origin).
+#[tokio::test]
+async fn development_sign_in_answers_only_a_loopback_host_and_its_own_origin() {
+    let server = start(&[]).await;
+    let authority = server.base.trim_start_matches("http://").to_owned();
+    let port = authority.rsplit(':').next().unwrap().to_owned();
+    let sign_in = |host: Option<String>, origin: Option<String>| {
+        let mut req = server
+            .http
+            .post(server.url("/api/dev/token"))
+            .header("content-type", "application/json")
+            .body(r#"{"user":"mallory"}"#);
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req.send()
+    };
+    for (host, origin) in [
+        (Some(format!("rebound.example:{port}")), None),
+        (
+            Some(format!("rebound.example:{port}")),
+            Some(format!("http://rebound.example:{port}")),
+        ),
+        (Some("192.0.2.5".to_owned()), None),
+        (None, Some("https://evil.example".to_owned())),
+        (None, Some("null".to_owned())),
+        (None, Some(format!("http://localhost:{port}"))),
+        (None, Some(format!("https://{authority}"))),
+    ] {
+        let res = sign_in(host.clone(), origin.clone()).await.unwrap();
+        error_body(res, 403, "forbidden").await;
+        let _ = (host, origin);
+    }
+    for (host, origin) in [
+        (None, None),
+        (None, Some(format!("http://{authority}"))),
+        (
+            Some(format!("localhost:{port}")),
+            Some(format!("http://localhost:{port}")),
+        ),
+        (Some(format!("[::1]:{port}")), None),
+    ] {
+        let res = sign_in(host.clone(), origin.clone()).await.unwrap();
+        assert_eq!(res.status(), 200, "{host:?} {origin:?}");
+    }
+    // The page's other API too.
+    let res = server
+        .http
+        .get(server.url("/api/info"))
+        .header("host", format!("rebound.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 403, "forbidden").await;
+    server.stop().await.unwrap();
+
+    // With real tokens there is nothing to mint, and no such rule.
+    let server = start(&["--jwt-secret", SECRET]).await;
+    let res = server
+        .http
+        .get(server.url("/api/info"))
+        .header("host", "app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    server.stop().await.unwrap();
+}
+
+/// Finding 4: another user's MCP session id ran requests (as the caller)
+/// and its DELETE ended the other user's session.
+#[tokio::test]
+async fn an_mcp_session_belongs_to_the_user_who_opened_it() {
+    let server = start(&["--mcp-max-sessions-per-user", "2"]).await;
+    let alice = server.dev_token("alice").await;
+    let bob = server.dev_token("bob").await;
+    let session = mcp_open(&server, &alice).await;
+    let created = mcp_call(
+        &server,
+        &alice,
+        &session,
+        "create_task",
+        json!({"title": "Alice's"}),
+    )
+    .await;
+    assert_eq!(created["isError"], false);
+
+    let list = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_tasks","arguments":{}}});
+    let res = mcp_post(&server, &bob, Some(&session), list.clone()).await;
+    assert_eq!(res.status(), 404);
+    let unknown = mcp_post(&server, &bob, Some("no-such-session"), list.clone()).await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        res.text().await.unwrap(),
+        unknown.text().await.unwrap(),
+        "indistinguishable"
+    );
+    let res = server
+        .http
+        .get(server.url("/mcp"))
+        .bearer_auth(&bob)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = server
+        .http
+        .delete(server.url("/mcp"))
+        .bearer_auth(&bob)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    // Alice's session is untouched.
+    let listed = mcp_call(&server, &alice, &session, "list_tasks", json!({})).await;
+    assert!(listed.to_string().contains("Alice's"), "{listed}");
+
+    // The cap: two sessions each; ending one frees its slot.
+    let second = mcp_open(&server, &alice).await;
+    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}});
+    let res = mcp_post(&server, &alice, None, initialize.clone()).await;
+    error_body(res, 429, "too_many_sessions").await;
+    mcp_open(&server, &bob).await;
+    let res = server
+        .http
+        .delete(server.url("/mcp"))
+        .bearer_auth(&alice)
+        .header("mcp-session-id", &second)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    mcp_open(&server, &alice).await;
+    server.stop().await.unwrap();
+}
+
+/// Finding 5: NUL and control characters in identities and text, unbounded
+/// `sub` and `x-request-id`, and a silent choice between two Authorization
+/// headers.
+#[tokio::test]
+async fn hostile_identities_and_headers_are_refused_with_400() {
+    let server = start(&["--jwt-secret", SECRET]).await;
+    let alice = token_for("alice");
+    let list = r#"{"type":"threads.list","params":{}}"#;
+    for sub in [
+        "mallory\u{0}",
+        "mallory\nadmin",
+        "\u{1b}[31m",
+        &"m".repeat(5_000),
+    ] {
+        let res = server.chatkit(Some(&token_for(sub)), list).await;
+        error_body(res, 400, "invalid_request").await;
+        let res = mcp_post(
+            &server,
+            &token_for(sub),
+            None,
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}),
+        )
+        .await;
+        error_body(res, 400, "invalid_request").await;
+    }
+    let res = server
+        .chatkit(Some(&token_for(&"m".repeat(256))), list)
+        .await;
+    assert_eq!(res.status(), 200, "256 characters are allowed");
+
+    // Two Authorization headers, on both endpoints, whichever comes first.
+    for path in ["/chatkit", "/mcp"] {
+        for (first, second) in [(alice.as_str(), "bogus"), ("bogus", alice.as_str())] {
+            let body = list;
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {first}\r\n\
+                 authorization: Bearer {second}\r\ncontent-type: application/json\r\n\
+                 accept: application/json, text/event-stream\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let response = raw_http(&server, request.as_bytes()).await;
+            assert!(response.starts_with("HTTP/1.1 400 "), "{path}: {response}");
+            assert!(
+                response.contains(r#""code":"invalid_request""#),
+                "{response}"
+            );
+        }
+    }
+
+    // An x-request-id of 100 KB is refused, neither echoed nor kept.
+    let res = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "r".repeat(100_000))
+        .send()
+        .await
+        .unwrap();
+    let echoed = header(&res, "x-request-id").unwrap_or_default().to_owned();
+    assert_eq!(
+        echoed.len(),
+        36,
+        "a fresh id instead: {}",
+        &echoed[..echoed.len().min(64)]
+    );
+    error_body(res, 400, "invalid_request").await;
+    let res = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "r".repeat(200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // An MCP task title with NUL is refused before the store (both stores:
+    // see core/tests/isolation.rs).
+    let session = mcp_open(&server, &alice).await;
+    let result = mcp_call(
+        &server,
+        &alice,
+        &session,
+        "create_task",
+        json!({"title": "a\u{0}b"}),
+    )
+    .await;
+    assert_eq!(result["isError"], true);
+    assert_eq!(
+        result["structuredContent"]["error"]["code"],
+        "invalid_request"
+    );
+    let listed = mcp_call(&server, &alice, &session, "list_tasks", json!({})).await;
+    assert!(!listed.to_string().contains("a\\u0000b"), "{listed}");
+    server.stop().await.unwrap();
+}
+
+/// Finding 6: the busy-thread error was a `custom` error clients could only
+/// tell apart by its text.
+#[tokio::test]
+async fn a_busy_thread_answers_with_an_error_event_clients_can_match() {
+    let server = start(&["--dev-stream-delay-ms", "300"]).await;
+    let token = server.dev_token("alice").await;
+    let mut first = server
+        .chatkit(Some(&token), create_body("add a task to buy milk"))
+        .await;
+    let mut head = Vec::new();
+    let thread_id = loop {
+        head.extend_from_slice(&first.chunk().await.unwrap().expect("the first event"));
+        if let Some(frame) = std::str::from_utf8(&head)
+            .ok()
+            .and_then(|t| t.split_once("\n\n"))
+        {
+            let event: Value = serde_json::from_str(frame.0.trim_start_matches("data: ")).unwrap();
+            break event["thread"]["id"].as_str().unwrap().to_owned();
+        }
+    };
+    let res = server
+        .chatkit(
+            Some(&token),
+            json!({"type":"threads.add_user_message","params":{"thread_id":thread_id,"input":{
+                "content":[{"type":"input_text","text":"again"}],"attachments":[],"inference_options":{}}}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let events = sse_events(&res.bytes().await.unwrap());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "error");
+    assert_eq!(events[0]["code"], "custom");
+    assert_eq!(events[0]["reason"], "thread_busy");
+    assert_eq!(events[0]["allow_retry"], true);
+    while first.chunk().await.unwrap().is_some() {}
     server.stop().await.unwrap();
 }

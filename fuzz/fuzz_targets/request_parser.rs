@@ -19,14 +19,12 @@
 #![no_main]
 
 use chatkit_engine::agents::{RunConfig, Runner};
-use chatkit_engine::assistant::TaskAssistant;
-use chatkit_engine::engine::{AgentResponder, ChatEngine, Response, UploadUrls};
-use chatkit_engine::models::ScriptedModel;
+use chatkit_engine::engine::{ChatEngine, Response, UploadUrls};
 use chatkit_engine::protocol::{
     Attachment, Request, ThreadItem, ThreadMetadata, ThreadStreamEvent, Timestamp,
 };
 use chatkit_engine::store::{SqliteStore, Store};
-use chatkit_engine::tools::tasks::task_tools;
+use chatkit_engine::todo::{self, Assistant};
 use chatkit_engine::{EngineConfig, Error, RequestContext};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
@@ -75,9 +73,8 @@ async fn engine() -> ChatEngine {
         .await
         .expect("seed attachment saved");
 
-    let tools = task_tools(Arc::new(store.clone()));
-    let runner = Runner::new(RunConfig::new(Arc::new(ScriptedModel)));
-    let responder = AgentResponder::task_assistant(runner, TaskAssistant::new(tools));
+    let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));
+    let responder = Assistant::new(Arc::new(store.clone()), runner);
     ChatEngine::builder()
         .store(store)
         .responder(responder)

@@ -1,9 +1,10 @@
 //! Fuzzes the Bearer token parser: `JwtVerifier::verify` on arbitrary
 //! strings, with an HS256 secret and with an inline JWKS (Ed25519, P-256).
 //!
-//! Oracles, besides "no panic, no hang": a failed verification is always a
-//! 401-class error (never an internal one), and a token that verifies has a
-//! non-empty subject.
+//! Oracles, besides "no panic, no hang": a failed verification is a
+//! 401-class error (never an internal one) or, for a signed token whose
+//! identity breaks `chatkit_engine::validate`'s rules, `invalid_request`;
+//! a token that verifies has a valid, non-empty subject.
 
 #![no_main]
 
@@ -66,8 +67,14 @@ fuzz_target!(|data: &[u8]| {
     verifiers.runtime.block_on(async {
         for verifier in &verifiers.all {
             match verifier.verify(&token).await {
-                Ok(claims) => assert!(!claims.sub.is_empty(), "verified an empty subject"),
-                // Every rejection is a 401 with its own code
+                Ok(claims) => {
+                    assert!(!claims.sub.is_empty(), "verified an empty subject");
+                    assert!(chatkit_engine::validate::user_id(&claims.sub).is_ok());
+                }
+                // A signed token whose identity breaks the rules of
+                // `validate` is an `invalid_request`.
+                Err(err) if err.code() == "invalid_request" => assert_eq!(err.http_status(), 400),
+                // Every other rejection is a 401 with its own code
                 // (`malformed_token`, `invalid_signature`, ...).
                 Err(err) => assert_eq!(err.http_status(), 401, "{} {err}", err.code()),
             }

@@ -43,6 +43,14 @@ SCHEMAS: dict[str, Any] = {
 EMPTY_BODY = "{}"
 EMPTY_PAGE = '{"data":[],"has_more":false}'
 
+#: chatkit-engine's documented extension fields (README, "Serving"; ThreadStreamEvent::
+#: thread_busy_error): event type -> field -> the values it may take. They come after every
+#: chatkit field; chatkit's pydantic types (extra="ignore") accept and drop them, so the
+#: byte comparison is made on the event without them.
+EXTENSIONS: dict[str, dict[str, set[str]]] = {
+    "error": {"reason": {"thread_busy"}},
+}
+
 
 @lru_cache(maxsize=None)
 def adapter(schema: str) -> TypeAdapter[Any]:
@@ -125,9 +133,36 @@ class Nonconformance(AssertionError):
     pass
 
 
+def without_extensions(label: str, schema: str, text: str) -> str:
+    """`text` without chatkit-engine's documented extension fields (EXTENSIONS), which must be
+    the last fields and carry a documented value; anything else is left for the byte check."""
+    if schema != "ThreadStreamEvent":
+        return text
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    allowed = EXTENSIONS.get(doc.get("type"), {}) if isinstance(doc, dict) else {}
+    present = [key for key in doc if key in allowed] if allowed else []
+    if not present:
+        return text
+    suffix = ""
+    for key in present:
+        if doc[key] not in allowed[key]:
+            raise Nonconformance(
+                f"{label}: extension field {key!r} has the undocumented value {doc[key]!r} "
+                f"(documented: {sorted(allowed[key])})"
+            )
+        suffix += f",{json.dumps(key)}:{json.dumps(doc[key], ensure_ascii=False)}"
+    if not text.endswith(suffix + "}"):
+        raise Nonconformance(f"{label}: extension fields {present} must come last: {text}")
+    return text[: -len(suffix) - 1] + "}"
+
+
 def check_json(label: str, schema: str, text: str, request_type: str | None = None) -> BaseModel:
-    """Validate `text` as `schema`, require byte-equal SDK re-serialization, and check the
-    protocol rules pydantic cannot see. Returns the validated object."""
+    """Validate `text` as `schema`, require byte-equal SDK re-serialization (of the text without
+    documented extension fields), and check the protocol rules pydantic cannot see. Returns the
+    validated object."""
     try:
         obj = adapter(schema).validate_json(text)
     except ValidationError as exc:
@@ -135,6 +170,7 @@ def check_json(label: str, schema: str, text: str, request_type: str | None = No
             f"{label}: does not validate as chatkit {schema}:\n{exc}\njson: {text}"
         ) from None
     sdk = sdk_serialize(obj)
+    text = without_extensions(label, schema, text)
     if sdk != text:
         raise Nonconformance(
             f"{label}: re-serialized by chatkit it is not byte-identical\n"
@@ -389,3 +425,20 @@ def test_every_annotation_source_kind_appears(records: tuple[Record, ...]) -> No
         if isinstance(v, ck.Annotation)
     }
     assert_covered("annotation source kinds", ANNOTATION_SOURCE_CLASSES, seen)
+
+
+def test_the_busy_thread_error_carries_its_documented_reason(records: tuple[Record, ...]) -> None:
+    """A second message on a busy thread is a retryable `custom` error event that validates as
+    chatkit's ErrorEvent and adds `"reason": "thread_busy"` for clients to match on."""
+    busy = [
+        (r, json.loads(r.json))
+        for r in records
+        if r.schema == "ThreadStreamEvent" and json.loads(r.json).get("reason") == "thread_busy"
+    ]
+    assert busy, "the dump never shows the busy-thread error event"
+    for record, doc in busy:
+        (event,) = validated(record)
+        assert isinstance(event, ck.ErrorEvent), record.label
+        assert (event.code, event.allow_retry) == ("custom", True), record.label
+        assert event.message, record.label
+        assert list(doc) == ["type", "code", "message", "allow_retry", "reason"], record.label

@@ -20,6 +20,15 @@
 //! (string or array, when configured), `sub` (required), with a leeway on
 //! the times. Each rejection has its own [`AuthError`] code.
 //!
+//! [`JwtVerifier::verify`] then holds the identity to the rules of
+//! [`crate::validate`], so that a validly signed token cannot carry a user
+//! id the stores or the logs cannot take:
+//!
+//! | claim | rule | refused with |
+//! | --- | --- | --- |
+//! | `sub` | [`validate::user_id`](crate::validate::user_id): not blank, at most 256 characters, no control or invisible formatting character | `invalid_request` (400) |
+//! | `name`, `email` (when present) | [`validate::line`](crate::validate::line): no control character or line break | `invalid_request` (400) |
+//!
 //! ```
 //! # async fn demo() -> chatkit_engine::Result<()> {
 //! use chatkit_engine::auth::JwtVerifier;
@@ -76,6 +85,19 @@ impl Claims {
         ctx.email = self.email;
         ctx.name = self.name;
         ctx
+    }
+
+    /// The identity rules of [`crate::validate`]: `sub` is a valid user id,
+    /// `name` and `email` are one line of text.
+    fn check(&self) -> Result<()> {
+        crate::validate::user_id(&self.sub)?;
+        if let Some(name) = &self.name {
+            crate::validate::line("the token's name", name)?;
+        }
+        if let Some(email) = &self.email {
+            crate::validate::line("the token's email", email)?;
+        }
+        Ok(())
     }
 
     fn from_payload(payload: &Map<String, Value>) -> Option<Self> {
@@ -198,10 +220,19 @@ impl JwtVerifier {
         }
     }
 
-    /// Verifies a compact JWT.
+    /// Verifies a compact JWT and checks its identity claims with the rules
+    /// of [`crate::validate`] (see the module docs).
     pub async fn verify(&self, token: &str) -> Result<Claims> {
         let payload = self.verify_payload(token).await?;
-        Claims::from_payload(&payload).ok_or(Error::Auth(AuthError::MissingSubject))
+        let claims =
+            Claims::from_payload(&payload).ok_or(Error::Auth(AuthError::MissingSubject))?;
+        claims.check().inspect_err(|err| {
+            tracing::debug!(
+                code = err.code(),
+                "refused the identity of a verified token"
+            );
+        })?;
+        Ok(claims)
     }
 
     /// Verifies a compact JWT and returns its whole payload (all claims,

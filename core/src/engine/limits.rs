@@ -14,10 +14,13 @@
 //! | item ids of one `items.feedback` | `max_page_size` | `payload_too_large` (413) |
 //! | thread title characters (`threads.update`) | `max_title_chars` | `invalid_request` (400) |
 //! | characters of an id or cursor | [`MAX_ID_CHARS`] | `invalid_request` (400) |
-//! | a NUL character in an id, cursor, title or user text | — | `invalid_request` (400) |
+//! | a control or invisible formatting character in an id or cursor | [`validate::identifier`] | `invalid_request` (400) |
+//! | a control character or line break in a title or attachment name | [`validate::line`] | `invalid_request` (400) |
+//! | a control character other than tab and line breaks in user text | [`validate::text`] | `invalid_request` (400) |
 //!
-//! NUL is refused because PostgreSQL cannot store it in a `TEXT` column: left
-//! in, it would surface later as a storage failure instead of a clear 400.
+//! The character rules are [`crate::validate`]'s, the same for every path:
+//! NUL, for one, cannot be stored in a PostgreSQL `TEXT` column and would
+//! otherwise surface later as a storage failure instead of a clear 400.
 //! List `limit`s are clamped to `max_page_size` by the handlers, not refused.
 
 use crate::config::EngineConfig;
@@ -25,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{
     JsonRequest, Request, StreamingRequest, UserMessageContent, UserMessageInput,
 };
+use crate::validate;
 
 /// Longest id (thread, item, attachment) or pagination cursor accepted, in
 /// characters. The engine's own ids are far shorter; anything longer cannot
@@ -122,11 +126,11 @@ pub(super) fn check_user_message(input: &UserMessageInput, config: &EngineConfig
             UserMessageContent::InputText { text } => text.as_str(),
             UserMessageContent::InputTag { text, .. } => text.as_str(),
         };
-        refuse_nul("input.content", text)?;
+        validate::text("params.input.content", text)?;
         chars = chars.saturating_add(text.chars().count());
     }
     if let Some(quoted) = &input.quoted_text {
-        refuse_nul("input.quoted_text", quoted)?;
+        validate::text("params.input.quoted_text", quoted)?;
         chars = chars.saturating_add(quoted.chars().count());
     }
     if chars > config.max_text_chars {
@@ -144,7 +148,7 @@ pub(super) fn check_title(title: &str, config: &EngineConfig) -> Result<()> {
 }
 
 fn check_title_like(field: &str, value: &str, max: usize) -> Result<()> {
-    refuse_nul(field, value)?;
+    validate::line(&format!("params.{field}"), value)?;
     let chars = value.trim().chars().count();
     if chars > max {
         return Err(Error::invalid(format!(
@@ -162,23 +166,7 @@ fn check_cursor(after: Option<&str>) -> Result<()> {
 }
 
 fn check_id(field: &str, id: &str) -> Result<()> {
-    refuse_nul(field, id)?;
-    // Counting stops early: a huge id costs no more than a short one.
-    if id.chars().nth(MAX_ID_CHARS).is_some() {
-        return Err(Error::invalid(format!(
-            "params.{field}: ids are at most {MAX_ID_CHARS} characters"
-        )));
-    }
-    Ok(())
-}
-
-fn refuse_nul(field: &str, text: &str) -> Result<()> {
-    if text.contains('\0') {
-        return Err(Error::invalid(format!(
-            "params.{field}: NUL characters are not allowed"
-        )));
-    }
-    Ok(())
+    validate::identifier(&format!("params.{field}"), id, MAX_ID_CHARS)
 }
 
 #[cfg(test)]
@@ -270,5 +258,41 @@ mod tests {
             check_request(&feedback, &config).unwrap_err().code(),
             "payload_too_large"
         );
+    }
+
+    #[test]
+    fn control_characters_follow_the_validate_rules_in_every_field() {
+        let config = EngineConfig::default();
+        let text = |t: &str| {
+            message(
+                &serde_json::json!([{"type": "input_text", "text": t}]).to_string(),
+                "[]",
+            )
+        };
+        check_request(&text("two\nlines\tand a tab\r\n"), &config).unwrap();
+        for bad in ["\u{1b}[2J", "bell\u{7}", "del\u{7f}", "c1\u{85}"] {
+            let err = check_request(&text(bad), &config).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{bad:?}");
+        }
+        let update = |title: &str| {
+            parse(
+                &serde_json::json!({"type":"threads.update","params":{"thread_id":"thr_1","title":title}})
+                    .to_string(),
+            )
+        };
+        assert!(check_request(&update("a\nFAKE LOG LINE"), &config).is_err());
+        let get = |id: &str| {
+            parse(
+                &serde_json::json!({"type":"threads.get_by_id","params":{"thread_id":id}})
+                    .to_string(),
+            )
+        };
+        for bad in ["thr_1\n", "thr_\u{202e}1", "thr\u{2028}"] {
+            assert_eq!(
+                check_request(&get(bad), &config).unwrap_err().code(),
+                "invalid_request",
+                "{bad:?}"
+            );
+        }
     }
 }

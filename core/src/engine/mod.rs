@@ -251,6 +251,7 @@ impl ChatEngine {
                     "the request context has no user id".into(),
                 ));
             }
+            crate::validate::user_id(&ctx.user_id)?;
             if body.len() > self.inner.config.max_body_bytes {
                 return Err(Error::PayloadTooLarge(format!(
                     "request body of {} bytes exceeds the limit of {} bytes",

@@ -63,10 +63,7 @@ pub(super) async fn start(
                 thread_id,
                 "refusing a second concurrent turn on a busy thread"
             );
-            return Ok(error_stream(ThreadStreamEvent::custom_error(
-                "This conversation is still answering a previous message. Wait for it to finish, then try again.",
-                true,
-            )));
+            return Ok(error_stream(ThreadStreamEvent::thread_busy_error()));
         }
         Err(err) => return Err(err),
     };
@@ -389,7 +386,7 @@ fn error_event(err: &Error) -> ThreadStreamEvent {
         (Error::Custom { allow_retry, .. }, Some(message)) => {
             ThreadStreamEvent::custom_error(message, *allow_retry)
         }
-        (Error::ThreadBusy(_), Some(message)) => ThreadStreamEvent::custom_error(message, true),
+        (Error::ThreadBusy(_), _) => ThreadStreamEvent::thread_busy_error(),
         (_, Some(message)) => ThreadStreamEvent::custom_error(message, false),
         (_, None) => ThreadStreamEvent::stream_error(true),
     }

@@ -88,6 +88,12 @@ pub enum ThreadStreamEvent {
         /// Whether the client offers a retry.
         #[serde(default)]
         allow_retry: bool,
+        /// chatkit-engine's extension: the engine's stable code for this
+        /// failure, for clients and logs to match on (see
+        /// [`ThreadStreamEvent::thread_busy_error`]). The ChatKit client and
+        /// `openai-chatkit`'s types ignore it; absent on every other error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A user-facing notice.
     #[serde(rename = "notice")]
@@ -110,6 +116,13 @@ fn custom_code() -> String {
 pub const ERROR_CODE_CUSTOM: &str = "custom";
 /// The `code` of an error event the client words itself.
 pub const ERROR_CODE_STREAM: &str = "stream.error";
+/// The `reason` of the error event that refuses a second turn on a busy
+/// thread: the same string as the core's
+/// [`Error::ThreadBusy`](crate::Error::ThreadBusy) code, which the Python
+/// (`ThreadBusyError.code`) and Node (`ChatKitError.code`) bindings carry.
+pub const ERROR_REASON_THREAD_BUSY: &str = "thread_busy";
+/// The text of the busy-thread error event.
+pub const THREAD_BUSY_MESSAGE: &str = "This conversation is still answering a previous message. Wait for it to finish, then try again.";
 
 impl ThreadStreamEvent {
     /// The event's `type` string.
@@ -136,6 +149,7 @@ impl ThreadStreamEvent {
             code: ERROR_CODE_STREAM.to_owned(),
             message: None,
             allow_retry,
+            reason: None,
         }
     }
 
@@ -145,6 +159,35 @@ impl ThreadStreamEvent {
             code: ERROR_CODE_CUSTOM.to_owned(),
             message: Some(message.into()),
             allow_retry,
+            reason: None,
+        }
+    }
+
+    /// The error event that refuses a second turn on a thread that is still
+    /// answering: a retryable `custom` error whose text the client shows,
+    /// with the documented extension `"reason": "thread_busy"` to match on.
+    ///
+    /// ChatKit's `ErrorEvent.code` is `ErrorCode | "custom"` and
+    /// `openai-chatkit` 1.6.5's only `ErrorCode` is `stream.error` (shown as
+    /// a generic line, without the message), so the code stays `custom` and
+    /// the engine's code travels in `reason`, which pydantic's default
+    /// `extra="ignore"` accepts and drops. Outside a stream the same failure
+    /// is `{"error":{"code":"thread_busy"}}`, and the bindings raise it with
+    /// that code.
+    ///
+    /// ```
+    /// use chatkit_engine::protocol::ThreadStreamEvent;
+    ///
+    /// let json = serde_json::to_string(&ThreadStreamEvent::thread_busy_error()).unwrap();
+    /// assert!(json.starts_with(r#"{"type":"error","code":"custom","message":"#));
+    /// assert!(json.ends_with(r#","allow_retry":true,"reason":"thread_busy"}"#));
+    /// ```
+    pub fn thread_busy_error() -> Self {
+        ThreadStreamEvent::Error {
+            code: ERROR_CODE_CUSTOM.to_owned(),
+            message: Some(THREAD_BUSY_MESSAGE.to_owned()),
+            allow_retry: true,
+            reason: Some(ERROR_REASON_THREAD_BUSY.to_owned()),
         }
     }
 }
@@ -264,4 +307,42 @@ pub enum ThreadItemUpdate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         progress: Option<f64>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_reason_is_the_core_error_code_the_bindings_raise() {
+        let busy = crate::Error::ThreadBusy("thr_1".into());
+        assert_eq!(busy.code(), ERROR_REASON_THREAD_BUSY);
+        let ThreadStreamEvent::Error {
+            code,
+            message,
+            allow_retry,
+            reason,
+        } = ThreadStreamEvent::thread_busy_error()
+        else {
+            panic!("an error event")
+        };
+        assert_eq!(code, ERROR_CODE_CUSTOM);
+        assert_eq!(message.as_deref(), Some(THREAD_BUSY_MESSAGE));
+        assert!(allow_retry);
+        assert_eq!(reason.as_deref(), Some("thread_busy"));
+    }
+
+    #[test]
+    fn other_error_events_carry_no_reason_and_parse_without_one() {
+        let json = serde_json::to_string(&ThreadStreamEvent::custom_error("x", false)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"custom","message":"x","allow_retry":false}"#
+        );
+        let parsed: ThreadStreamEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, ThreadStreamEvent::custom_error("x", false));
+        let busy = serde_json::to_string(&ThreadStreamEvent::thread_busy_error()).unwrap();
+        let parsed: ThreadStreamEvent = serde_json::from_str(&busy).unwrap();
+        assert_eq!(parsed, ThreadStreamEvent::thread_busy_error());
+    }
 }

@@ -28,8 +28,8 @@ mod workflow;
 pub use annotation::{Annotation, AnnotationTag, Source, SourceKind};
 pub use attachment::{Attachment, AttachmentKind, UploadDescriptor, UploadMethod};
 pub use event::{
-    ERROR_CODE_CUSTOM, ERROR_CODE_STREAM, NoticeLevel, StreamOptions, ThreadItemUpdate,
-    ThreadStreamEvent,
+    ERROR_CODE_CUSTOM, ERROR_CODE_STREAM, ERROR_REASON_THREAD_BUSY, NoticeLevel, StreamOptions,
+    THREAD_BUSY_MESSAGE, ThreadItemUpdate, ThreadStreamEvent,
 };
 pub use ids::{IdKind, new_id};
 pub use item::{

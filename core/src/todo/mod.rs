@@ -147,6 +147,8 @@ impl Assistant {
         arguments: serde_json::Value,
         ctx: &RequestContext,
     ) -> Result<serde_json::Value> {
+        crate::validate::user_id(&ctx.user_id)?;
+        crate::validate::json_strings("arguments", &arguments)?;
         // The agents' own tool of that name: a host tool that replaced a
         // task tool answers here too, so chat and REST never disagree.
         let tool = TASK_TOOL_NAMES

@@ -419,6 +419,7 @@ pub fn parse_due_date(text: &str) -> Result<Timestamp> {
 /// A trimmed, length-checked title.
 pub(super) fn clean_title(title: &str) -> Result<String> {
     let title = title.trim();
+    crate::validate::line("Title", title)?;
     if title.is_empty() {
         return Err(Error::invalid("Title cannot be empty"));
     }
@@ -435,6 +436,7 @@ pub(super) fn clean_description(description: Option<&str>) -> Result<Option<Stri
     let Some(description) = description.map(str::trim).filter(|text| !text.is_empty()) else {
         return Ok(None);
     };
+    crate::validate::text("Description", description)?;
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(Error::invalid(format!(
             "Description cannot be longer than {MAX_DESCRIPTION_CHARS} characters"

@@ -16,6 +16,7 @@
 use chatkit_engine::todo::App;
 use chatkit_engine::tools::mcp::{McpServer, serve_stdio};
 use chatkit_engine::{EngineConfig, Error, RequestContext, Result};
+use chatkit_engine_examples::logging::{self, LogFormat};
 use clap::Parser;
 
 /// MCP stdio server for the chatkit-engine task tools.
@@ -34,14 +35,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    // Escaped text lines on stderr (stdout carries the protocol).
+    logging::init(LogFormat::Text, "warn");
     if let Err(err) = run(Args::parse()).await {
         eprintln!("mcp-stdio: {err}");
         std::process::exit(1);
@@ -57,6 +52,7 @@ async fn run(args: Args) -> Result<()> {
                 .await?
         }
         (None, Some(user)) => {
+            chatkit_engine::validate::user_id(&user)?;
             eprintln!("mcp-stdio: development mode, acting as user `{user}` without a token");
             RequestContext::new(user)
         }

@@ -1,6 +1,20 @@
 //! The router: `/chatkit`, the hosted-mode session endpoints, health checks,
 //! the demo page and its development sign-in, with request ids, structured
 //! request logs, CORS and body limits.
+//!
+//! What every request goes through before its handler, outside in:
+//!
+//! | step | rule | answer when broken |
+//! | --- | --- | --- |
+//! | request id | an `x-request-id` that breaks [`validate::request_id`] (1 to 200 visible ASCII characters) is replaced by a fresh one before anything logs or echoes it | 400 `invalid_request` (after the log line) |
+//! | request id | one is generated when absent, logged with the request, returned | — |
+//! | headers | at most one `Authorization` header | 400 `invalid_request` |
+//! | body (`/chatkit`, `/mcp`, `/api/dev/token`) | `MAX_BODY_BYTES`; whole body within `REQUEST_BODY_TIMEOUT_SECS`; no gap over `REQUEST_BODY_IDLE_SECS` | 413 `payload_too_large` / 408 `request_timeout`, HTTP/1.1 connection closed |
+//! | development identity mode, `/api/*` | `Host` is loopback (`127.0.0.0/8`, `[::1]`, `localhost`, any port); `Origin` absent or `http://` + that `Host` | 403 `forbidden` |
+//!
+//! The last rule keeps web pages the developer visits from minting tokens
+//! through DNS rebinding (their requests carry the attacker's host name) or
+//! cross-site requests (their `Origin`).
 
 use super::config::{IdentityMode, ServeConfig};
 use super::dev_identity::{DevIdentity, unix_now};
@@ -9,16 +23,18 @@ use super::sse::{InFlight, sse_response};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use chatkit_engine::http::{BodyError, BodyLimits};
 use chatkit_engine::todo::{App, Assistant};
 use chatkit_engine::tools::mcp::McpHttpService;
-use chatkit_engine::{ChatEngine, Error, RequestContext};
-use futures::StreamExt;
+use chatkit_engine::{ChatEngine, Error, RequestContext, validate};
 use rmcp::transport::StreamableHttpServerConfig;
 use serde_json::json;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
@@ -50,7 +66,8 @@ struct Inner {
     assistant: Assistant,
     dev: Option<DevIdentity>,
     sessions: Option<SessionClient>,
-    max_body_bytes: usize,
+    body_limits: BodyLimits,
+    mcp_max_sessions_per_user: usize,
     in_flight: InFlight,
 }
 
@@ -80,7 +97,9 @@ impl AppState {
                 assistant: app.assistant,
                 dev,
                 sessions,
-                max_body_bytes: config.engine.max_body_bytes,
+                body_limits: BodyLimits::new(config.engine.max_body_bytes)
+                    .with_deadlines(config.body_deadline, config.body_idle),
+                mcp_max_sessions_per_user: config.mcp_max_sessions_per_user,
                 in_flight: InFlight::default(),
             }),
         })
@@ -142,9 +161,11 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Result<Router, String
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     let middleware = ServiceBuilder::new()
+        .layer(middleware::from_fn(screen_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(trace)
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()));
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(middleware::from_fn(refuse_bad_headers));
     let routes = match cors_layer(cors_origins) {
         Some(cors) => routes.layer(cors),
         None => routes,
@@ -161,11 +182,14 @@ fn mount_mcp(routes: Router<AppState>, state: &AppState) -> Result<Router<AppSta
         // on its own, so rmcp's DNS-rebinding Host check is not needed.
         .disable_allowed_hosts()
         .with_cancellation_token(state.in_flight().stop_token().child_token());
+    let limits = state.inner.body_limits;
     let service = McpHttpService::with_server_config(
         state.assistant().tools().clone(),
         state.engine().clone(),
         settings,
-    );
+    )
+    .max_sessions_per_user(state.inner.mcp_max_sessions_per_user)
+    .body_deadlines(limits.deadline, limits.idle);
     Ok(routes.route_service("/mcp", service))
 }
 
@@ -255,43 +279,100 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RequestCo
     Ok(ctx)
 }
 
-/// Reads a body of at most `limit` bytes; larger ones are a 413-class error
-/// (decided from `Content-Length` when present, before reading anything).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
-    let too_large = || {
-        Error::PayloadTooLarge(format!(
-            "the request body exceeds the limit of {limit} bytes"
-        ))
+/// An `x-request-id` that breaks [`validate::request_id`] (or is sent twice)
+/// is replaced by a fresh one before the request is logged, so neither the
+/// logs nor the response carry it; [`refuse_bad_headers`] then refuses the
+/// request.
+async fn screen_request_id(mut request: Request, next: Next) -> Response {
+    let ids = request.headers().get_all(&REQUEST_ID);
+    let mut values = ids.iter();
+    let bad = match (values.next(), values.next()) {
+        (None, _) => false,
+        (Some(id), None) => id
+            .to_str()
+            .map_or(true, |id| validate::request_id(id).is_err()),
+        (Some(_), Some(_)) => true,
     };
+    if bad {
+        let fresh = uuid::Uuid::new_v4().to_string();
+        if let Ok(fresh) = HeaderValue::from_str(&fresh) {
+            request.headers_mut().insert(&REQUEST_ID, fresh);
+        } else {
+            request.headers_mut().remove(&REQUEST_ID);
+        }
+        request.extensions_mut().insert(RefusedRequestId);
+    }
+    next.run(request).await
+}
+
+/// Marks a request whose `x-request-id` was replaced.
+#[derive(Clone, Copy, Debug)]
+struct RefusedRequestId;
+
+/// Refuses (with a logged 400) a request whose `x-request-id` was replaced
+/// or that carries more than one `Authorization` header.
+async fn refuse_bad_headers(request: Request, next: Next) -> Response {
+    if request.extensions().get::<RefusedRequestId>().is_some() {
+        return error_response(&Error::invalid(format!(
+            "x-request-id must be 1 to {} visible ASCII characters, sent once",
+            validate::MAX_REQUEST_ID_CHARS
+        )));
+    }
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return error_response(&Error::invalid("send exactly one Authorization header"));
+    }
+    next.run(request).await
+}
+
+/// Reads a body within the server's limits (size, whole-body and idle
+/// deadlines; see [`chatkit_engine::http::read_body`]).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> Result<Bytes, BodyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
+    chatkit_engine::http::read_body(body, declared, limits).await
+}
+
+/// The answer for a body that was not read: 413 or 408 (400 when the
+/// connection failed), closing an HTTP/1.1 connection, whose unread rest
+/// would otherwise be taken for the next request.
+fn body_error_response(err: &BodyError, version: Version) -> Response {
+    tracing::info!(code = err.code(), error = %err, "request body refused");
+    let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(status, Bytes::from(err.to_json_body()));
+    if version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let mut buf = BytesMut::new();
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| Error::InvalidRequest(format!("reading the request body failed: {e}")))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
+    response
 }
 
 /// `POST /chatkit`: authenticate, then hand the body to the engine.
-async fn chatkit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn chatkit(
+    State(state): State<AppState>,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let ctx = match authenticate(&state, &headers).await {
         Ok(ctx) => ctx,
         Err(err) => return error_response(&err),
     };
-    let body = match read_body(&headers, body, state.inner.max_body_bytes).await {
+    let body = match read_body(&headers, body, state.inner.body_limits).await {
         Ok(body) => body,
-        Err(err) => return error_response(&err),
+        Err(err) => return body_error_response(&err, version),
     };
     let user_id = ctx.user_id.clone();
     match state.inner.engine.process(&body, ctx).await {
@@ -369,8 +450,72 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// In development identity mode, the demo page's API (`/api/*`) answers
+/// only requests for a loopback `Host` with no `Origin` or the page's own
+/// (see the module docs); `None` when the request may go on.
+fn refuse_foreign_page(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+    if !state.is_dev() {
+        return None;
+    }
+    // HTTP/2 carries the host as `:authority` (in the URI), HTTP/1.1 as Host.
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+    let origin_ok = |host: &str| match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => origin.to_str().is_ok_and(|origin| {
+            origin
+                .strip_prefix("http://")
+                .is_some_and(|o| o.eq_ignore_ascii_case(host))
+        }),
+    };
+    match host {
+        Some(host) if is_loopback_host(host) && origin_ok(host) => None,
+        _ => {
+            tracing::warn!(
+                "development sign-in refused a request from another host or origin \
+                 (DNS rebinding or a cross-site page)"
+            );
+            Some(json_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "development sign-in only answers its own page on a loopback address: \
+                 open it at http://127.0.0.1:<port>/ (or localhost, [::1])",
+            ))
+        }
+    }
+}
+
+/// Whether a `Host` value (`name[:port]`) names this machine: `localhost` or
+/// a loopback IP address, with any port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, port)) => (
+                ip,
+                port.strip_prefix(':')
+                    .or(Some(port).filter(|p| p.is_empty())),
+            ),
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, Some("")),
+        }
+    };
+    let port_ok = port.is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 5);
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    port_ok && loopback
+}
+
 /// `GET /api/info`: what the demo page needs to know about this server.
-async fn info(State(state): State<AppState>) -> Response {
+async fn info(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse_foreign_page(&state, &uri, &headers) {
+        return refused;
+    }
     let engine = &state.inner.engine;
     let model = engine.model_name();
     let body = json!({
@@ -385,7 +530,13 @@ async fn info(State(state): State<AppState>) -> Response {
 
 /// `POST /api/dev/token` `{"user":"alice"}` (development identity mode
 /// only): a signed token for that user.
-async fn dev_token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn dev_token(
+    State(state): State<AppState>,
+    version: Version,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(dev) = &state.inner.dev else {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -393,6 +544,9 @@ async fn dev_token(State(state): State<AppState>, headers: HeaderMap, body: Body
             "development sign-in is off: this server verifies real tokens",
         );
     };
+    if let Some(refused) = refuse_foreign_page(&state, &uri, &headers) {
+        return refused;
+    }
     // Requiring JSON forces a CORS preflight, so other web pages cannot
     // mint tokens through the visitor's browser.
     let is_json = headers
@@ -406,9 +560,13 @@ async fn dev_token(State(state): State<AppState>, headers: HeaderMap, body: Body
             "send the user as JSON: {\"user\":\"alice\"}",
         );
     }
-    let body = match read_body(&headers, body, 4096).await {
+    let limits = BodyLimits {
+        max_bytes: 4096,
+        ..state.inner.body_limits
+    };
+    let body = match read_body(&headers, body, limits).await {
         Ok(body) => body,
-        Err(err) => return error_response(&err),
+        Err(err) => return body_error_response(&err, version),
     };
     let user = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -470,4 +628,39 @@ async fn style_css() -> Response {
 
 async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_localhost_and_loopback_ips_with_any_port() {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8000",
+            "127.1.2.3:80",
+            "localhost",
+            "LOCALHOST:3000",
+            "[::1]",
+            "[::1]:8000",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8000",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example:8000",
+            "10.0.0.1:8000",
+            "0.0.0.0:8000",
+            "[::2]:8000",
+            "[::1",
+            "127.0.0.1:80x",
+            "::1",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

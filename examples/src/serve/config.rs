@@ -3,7 +3,7 @@
 
 use chatkit_engine::EngineConfig;
 use chatkit_engine::config::redact_url;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -95,6 +95,22 @@ pub struct Args {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// The whole body of a `/chatkit` or `/mcp` request must arrive within
+    /// this many seconds of the request head, or the answer is 408 and the
+    /// connection is closed.
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_body_timeout_secs: u64,
+
+    /// While a request body is read, no more than this many seconds may pass
+    /// without a byte, or the answer is 408 and the connection is closed.
+    #[arg(long, env = "REQUEST_BODY_IDLE_SECS", default_value_t = 10)]
+    pub request_body_idle_secs: u64,
+
+    /// How many MCP sessions one user may hold open on `/mcp` at once; one
+    /// more `initialize` is answered 429.
+    #[arg(long, env = "MCP_MAX_SESSIONS_PER_USER", default_value_t = 16)]
+    pub mcp_max_sessions_per_user: usize,
+
     /// On SIGTERM/SIGINT, how long running responses may go on before the
     /// server stops anyway, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
@@ -125,14 +141,7 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 /// Who may call the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,6 +189,12 @@ pub struct ServeConfig {
     pub cors_origins: Vec<String>,
     /// How long running responses may go on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// The whole-body deadline of `/chatkit` and `/mcp` requests.
+    pub body_deadline: Duration,
+    /// The idle-read deadline of every request body.
+    pub body_idle: Duration,
+    /// The cap on one user's open MCP sessions.
+    pub mcp_max_sessions_per_user: usize,
     /// Pause before each streamed event (development identity mode only).
     pub dev_stream_delay: Duration,
     /// Hosted-mode session settings, when configured.
@@ -237,6 +252,18 @@ impl ServeConfig {
             return Err("MAX_BODY_BYTES must be at least 1".into());
         }
         engine.max_body_bytes = args.max_body_bytes;
+        if !(1..=3600).contains(&args.request_body_timeout_secs) {
+            return Err("REQUEST_BODY_TIMEOUT_SECS must be between 1 and 3600".into());
+        }
+        if !(1..=args.request_body_timeout_secs).contains(&args.request_body_idle_secs) {
+            return Err(
+                "REQUEST_BODY_IDLE_SECS must be at least 1 and at most REQUEST_BODY_TIMEOUT_SECS"
+                    .into(),
+            );
+        }
+        if args.mcp_max_sessions_per_user == 0 {
+            return Err("MCP_MAX_SESSIONS_PER_USER must be at least 1".into());
+        }
 
         if let Some(url) = &engine.openai_base_url {
             check_http_url("OPENAI_BASE_URL", url)?;
@@ -343,6 +370,9 @@ impl ServeConfig {
             identity,
             cors_origins,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            body_deadline: Duration::from_secs(args.request_body_timeout_secs),
+            body_idle: Duration::from_secs(args.request_body_idle_secs),
+            mcp_max_sessions_per_user: args.mcp_max_sessions_per_user,
             dev_stream_delay: Duration::from_millis(args.dev_stream_delay_ms),
             hosted,
             log_format: args.log_format,
@@ -403,6 +433,12 @@ mod tests {
         assert!(err.contains("32"), "{err}");
         let err = parse(&["--cors-origin", "example.com"]).unwrap_err();
         assert!(err.contains("CORS_ORIGINS"), "{err}");
+        let err = parse(&["--request-body-timeout-secs", "0"]).unwrap_err();
+        assert!(err.contains("REQUEST_BODY_TIMEOUT_SECS"), "{err}");
+        let err = parse(&["--request-body-idle-secs", "31"]).unwrap_err();
+        assert!(err.contains("REQUEST_BODY_IDLE_SECS"), "{err}");
+        let err = parse(&["--mcp-max-sessions-per-user", "0"]).unwrap_err();
+        assert!(err.contains("MCP_MAX_SESSIONS_PER_USER"), "{err}");
         let err = parse(&["--chatkit-workflow-id", "wf_1"]).unwrap_err();
         assert!(err.contains("OPENAI_API_KEY"), "{err}");
         let secret = "s".repeat(40);

@@ -251,15 +251,8 @@ pub async fn shutdown_signal() {
 }
 
 /// Structured logs on stderr: `RUST_LOG` filters (default `info`), text or
-/// one JSON object per line.
+/// one JSON object per line, every value from a request escaped
+/// ([`crate::logging`]).
 pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    crate::logging::init(format, "info");
 }

@@ -13,15 +13,22 @@
 //! Tool results keep their meaning across the boundary: the tool's JSON is
 //! sent both as text content and as structured content, and a failed tool is
 //! an MCP tool error (`isError: true`), never a protocol failure.
+//!
+//! At the boundary, every string of a call's arguments follows
+//! [`validate::text`](crate::validate::text) (a control character other than
+//! tab and line breaks is an `invalid_request` tool error before any tool
+//! runs), and over HTTP a session belongs to the user who opened it.
 
 pub mod client;
 #[cfg(feature = "mcp-http")]
 pub mod http;
 pub mod server;
+#[cfg(feature = "mcp-http")]
+mod sessions;
 
 pub use client::{
     Credentials, CredentialsHook, McpClientConfig, McpToolSource, McpTransportConfig,
 };
 #[cfg(feature = "mcp-http")]
-pub use http::{Authenticator, McpHttpService};
+pub use http::{Authenticator, DEFAULT_MAX_SESSIONS_PER_USER, McpHttpService};
 pub use server::{McpServer, serve_stdio};

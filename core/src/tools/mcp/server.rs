@@ -8,6 +8,13 @@
 //! tool error (`isError: true`) the client can show; only an unknown tool
 //! name or a missing identity is a protocol error.
 //!
+//! Before any tool runs, the call is held to the rules of
+//! [`crate::validate`]: the caller's user id must be a valid user id, and
+//! every string of the arguments (keys included) must be free text without
+//! control characters other than tab and line breaks. A call that breaks
+//! them is a tool error whose structured content is the engine's error body,
+//! `{"error":{"code":"invalid_request","message":..}}`; no store is touched.
+//!
 //! Who the caller is:
 //! - [`McpServer::new`]: every request runs as one user, verified once when
 //!   the server starts (stdio, see [`serve_stdio`]);
@@ -251,6 +258,12 @@ impl ServerHandler for McpServer {
             ));
         };
         let arguments = Value::Object(request.arguments.unwrap_or_default());
+        if let Err(err) = crate::validate::user_id(&caller.user_id)
+            .and_then(|()| crate::validate::json_strings("arguments", &arguments))
+        {
+            tracing::info!(tool = %name, code = err.code(), "MCP tool call refused");
+            return Ok(refused(&err).into());
+        }
         let call_id = format!("mcp_{}", request_id_text(&context));
         let span = tracing::info_span!(
             "mcp.server.tool_call",
@@ -278,6 +291,19 @@ impl ServerHandler for McpServer {
         .await;
         Ok(result.into())
     }
+}
+
+/// The tool error for a call refused before it ran: the message as text and
+/// the engine's JSON error body as structured content.
+fn refused(err: &Error) -> CallToolResult {
+    let message = err
+        .user_message()
+        .unwrap_or_else(|| "the call was refused".to_owned());
+    let mut result = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
+    result.structured_content = Some(serde_json::json!({
+        "error": {"code": err.code(), "message": message}
+    }));
+    result
 }
 
 fn request_id_text(context: &McpRequestContext<RoleServer>) -> String {
