@@ -11,6 +11,7 @@ use chatkit_engine::tools::{Tool, ToolContext, ToolOutput, ToolSet};
 use chatkit_engine::{Error, RequestContext, Result};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -386,6 +387,145 @@ async fn a_run_can_stop_after_the_current_turn_or_at_once() {
             assert_eq!(err.code(), "cancelled");
         }
     }
+}
+
+/// Sets its flag when dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A tool that never finishes; it flags that it runs and that its call was
+/// dropped.
+#[derive(Default)]
+struct Stuck {
+    running: Arc<AtomicBool>,
+    dropped: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Tool for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn description(&self) -> &str {
+        "Never finishes."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type":"object","properties":{}})
+    }
+    async fn call(&self, _arguments: Value, _ctx: &ToolContext) -> Result<ToolOutput> {
+        let _dropped = DropFlag(Arc::clone(&self.dropped));
+        self.running.store(true, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+/// Streams one text delta, then nothing more; flags when its stream is
+/// dropped.
+#[derive(Default)]
+struct Stalling {
+    dropped: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Model for Stalling {
+    fn name(&self) -> &str {
+        "stalling"
+    }
+
+    async fn stream(&self, _request: ModelRequest) -> Result<ModelStream> {
+        let flag = DropFlag(Arc::clone(&self.dropped));
+        let first = futures::stream::iter([Ok(ModelEvent::TextDelta("Hel".into()))]);
+        Ok(Box::pin(first.chain(futures::stream::pending()).map(
+            move |event| {
+                let _alive = &flag;
+                event
+            },
+        )))
+    }
+}
+
+fn hi() -> Vec<ChatMessage> {
+    vec![ChatMessage::User {
+        content: "hi".into(),
+    }]
+}
+
+/// Starts a run whose model calls the `stuck` tool and polls it until the
+/// tool runs; returns the stream and the tool's (running, dropped) flags.
+async fn run_until_stuck() -> (
+    chatkit_engine::agents::RunStream,
+    Arc<AtomicBool>,
+    Arc<AtomicBool>,
+) {
+    let tool = Stuck::default();
+    let (running, dropped) = (Arc::clone(&tool.running), Arc::clone(&tool.dropped));
+    let model = Replay::new(vec![calls(&[("c1", "stuck", "{}")])]);
+    let agent = Arc::new(Agent::new("A").tools(ToolSet::new().with(tool)));
+    let mut stream = runner(model).run_streamed(agent, hi(), RequestContext::new("u"));
+    loop {
+        match stream.next().await {
+            Some(Ok(RunEvent::ToolStarted { .. })) => break,
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The tool runs while the stream is polled, and never finishes.
+    let next = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+    assert!(next.is_err(), "{next:?}");
+    assert!(running.load(Ordering::SeqCst), "the tool runs");
+    assert!(!dropped.load(Ordering::SeqCst));
+    (stream, running, dropped)
+}
+
+#[tokio::test]
+async fn dropping_a_run_stream_mid_tool_or_mid_answer_drops_the_tool_and_the_model_stream() {
+    let (stream, _, dropped) = run_until_stuck().await;
+    drop(stream);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the running tool was dropped"
+    );
+
+    // `cancel` drops it at once, before any further poll; the stream then
+    // ends with `Cancelled`.
+    let (mut stream, _, dropped) = run_until_stuck().await;
+    stream.cancel();
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the running tool was dropped"
+    );
+    assert!(matches!(stream.next().await, Some(Err(Error::Cancelled))));
+    assert!(stream.next().await.is_none());
+
+    // Mid-answer: the model stream is dropped with the run.
+    let model = Arc::new(Stalling::default());
+    let model_dropped = Arc::clone(&model.dropped);
+    let mut stream = Runner::new(RunConfig::new(model)).run_streamed(
+        Arc::new(Agent::new("A")),
+        hi(),
+        RequestContext::new("u"),
+    );
+    assert!(matches!(
+        stream.next().await,
+        Some(Ok(RunEvent::AgentStarted { .. }))
+    ));
+    assert_eq!(
+        stream.next().await.map(|event| event.ok()),
+        Some(Some(RunEvent::TextDelta("Hel".into())))
+    );
+    let next = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+    assert!(next.is_err(), "{next:?}");
+    assert!(!model_dropped.load(Ordering::SeqCst));
+    drop(stream);
+    assert!(
+        model_dropped.load(Ordering::SeqCst),
+        "the model stream was dropped"
+    );
 }
 
 #[test]

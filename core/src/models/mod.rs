@@ -5,6 +5,17 @@
 //! specs, settings) and streams [`ModelEvent`]s: text and reasoning deltas as
 //! they arrive, then exactly one [`ModelEvent::Completed`] with the whole
 //! response (text, reasoning, tool calls, usage).
+//!
+//! The contract of [`Model::stream`] (the models here keep it, and the run
+//! loop relies on it):
+//!
+//! - Errors before the first event are returned by `stream()`; later
+//!   failures are `Err` items, after which the stream ends.
+//! - The stream is pulled: it does its work (reading the provider's reply)
+//!   when polled, in the caller's task, without a task or channel of its own,
+//!   so nothing is read while the caller is busy elsewhere.
+//! - Cancelling is dropping: dropping the stream ends the call (an HTTP
+//!   model closes its request).
 
 use crate::config::EngineConfig;
 use crate::error::Result;

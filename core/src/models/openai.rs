@@ -49,12 +49,18 @@
 //! gap between chunks and the whole call; each becomes [`Error::Timeout`].
 //!
 //! [`Model::stream`] returns only after the first event is available, so
-//! every failure before it (including exhausted retries) is its `Err`.
+//! every failure before it (including exhausted retries) is its `Err`; the
+//! request body kept for retries is released then.
+//!
+//! The returned stream reads the response body itself, when polled: no task,
+//! no channel, nothing read while the caller is busy elsewhere. Dropping it
+//! closes the request. The idle limit counts only time spent waiting for the provider,
+//! not time the caller takes between two polls.
 //!
 //! Each attempt runs in a `model.call` tracing span (model, provider,
 //! attempt). Neither the API key nor message contents are logged.
 
-use super::accumulate::{ChunkAccumulator, SseDecoder, error_from_body};
+use super::accumulate::{ChunkAccumulator, SseDecoder, SseEvent, error_from_body};
 use super::dialect::{AuthHeader, Dialect};
 use super::request_body::RequestBody;
 use super::{Model, ModelEvent, ModelRequest, ModelStream};
@@ -62,17 +68,19 @@ use crate::error::{Error, Result};
 use async_openai::config::{Config, OpenAIConfig};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::stream::{BoxStream, Stream, StreamExt};
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::time::{Instant, timeout_at};
-use tracing::Instrument;
+use tokio::time::{Instant, Sleep, timeout_at};
+use tracing::{Instrument, Span};
 
 /// The default base URL (OpenAI).
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -450,29 +458,19 @@ impl OpenAiCompatible {
     }
 }
 
-/// Events are boxed on their way through the channel: a channel allocates
-/// room for 32 values up front, and an open stream should not hold 32
-/// inline `ModelEvent`s.
-type Sender = mpsc::Sender<Box<Result<ModelEvent>>>;
-
-/// Why an attempt ended without a response.
-enum Failure {
-    /// The caller dropped the stream.
-    Cancelled,
-    /// It failed.
-    Failed {
-        error: Error,
-        retry_after: Option<Duration>,
-        /// Whether a delta already reached the caller (no retry then).
-        emitted: bool,
-    },
+/// Why an attempt ended before its first event.
+struct Failure {
+    error: Error,
+    /// The wait the provider asked for, if any.
+    retry_after: Option<Duration>,
 }
 
-fn failed(error: Error, emitted: bool) -> Failure {
-    Failure::Failed {
-        error,
-        retry_after: None,
-        emitted,
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
     }
 }
 
@@ -485,33 +483,32 @@ fn is_retryable(error: &Error) -> bool {
 }
 
 impl Inner {
-    /// Runs the call with retries, feeding `tx`.
-    async fn run(self: Arc<Self>, body: Bytes, tx: Sender) {
-        // Kept for retries, which only happen before anything was streamed;
-        // the attempt releases it at the first delta, so an answer that
-        // streams for minutes does not hold the whole request.
-        let mut body = Some(body);
+    /// Makes attempts (with retries) until one has its first event ready,
+    /// and returns that attempt's reader.
+    ///
+    /// `body` is kept for retries, which only happen before anything was
+    /// streamed, and is released when this returns: an answer that streams
+    /// for minutes does not hold the whole request.
+    async fn start(self: &Arc<Self>, body: Bytes) -> Result<Reader> {
         let attempts = self.retry.max_attempts.max(1);
-        for attempt in 1..=attempts {
+        let mut attempt = 1;
+        loop {
             let span = tracing::info_span!(
                 "model.call",
                 model = %self.model,
                 provider = %self.dialect.name,
                 attempt,
             );
-            let outcome = self.attempt(&mut body, &tx).instrument(span.clone()).await;
-            let (error, retry_after, emitted) = match outcome {
-                Ok(()) | Err(Failure::Cancelled) => return,
-                Err(Failure::Failed {
-                    error,
-                    retry_after,
-                    emitted,
-                }) => (error, retry_after, emitted),
-            };
-            if emitted || !is_retryable(&error) || attempt == attempts {
-                span.in_scope(|| tracing::warn!(error = %error, emitted, "model call failed"));
-                let _ = tx.send(Box::new(Err(error))).await;
-                return;
+            let Failure { error, retry_after } =
+                match self.attempt(&body, &span).instrument(span.clone()).await {
+                    Ok(reader) => return Ok(reader),
+                    Err(failure) => failure,
+                };
+            if !is_retryable(&error) || attempt >= attempts {
+                span.in_scope(
+                    || tracing::warn!(error = %error, emitted = false, "model call failed"),
+                );
+                return Err(error);
             }
             let delay = self.retry.delay(attempt, retry_after);
             span.in_scope(|| {
@@ -521,61 +518,26 @@ impl Inner {
                     "model call failed; retrying"
                 );
             });
-            tokio::select! {
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
     }
 
-    /// One HTTP request and its stream. `body` is set to `None` once a delta
-    /// was sent on `tx` (the call is not retried after that).
-    async fn attempt(&self, body: &mut Option<Bytes>, tx: &Sender) -> Result<(), Failure> {
-        let Some(payload) = body.clone() else {
-            return Err(failed(
-                Error::Internal("the model request was already released".to_owned()),
-                true,
-            ));
-        };
+    /// One HTTP request, read until its first event is ready.
+    async fn attempt(self: &Arc<Self>, body: &Bytes, span: &Span) -> Result<Reader, Failure> {
         let started = Instant::now();
         let end = self.timeouts.request.map(|limit| started + limit);
-        let cap = |deadline: Instant| match end {
-            Some(end) if end < deadline => end,
-            _ => deadline,
-        };
-        let first_deadline = cap(started + self.timeouts.first_token);
-        let timeout_error = |waiting_for_first: bool| {
-            if end.is_some_and(|end| end <= Instant::now()) {
-                Error::Timeout(format!(
-                    "the model call took longer than {:?}",
-                    self.timeouts.request.unwrap_or_default()
-                ))
-            } else if waiting_for_first {
-                Error::Timeout(format!(
-                    "the model sent nothing within {:?}",
-                    self.timeouts.first_token
-                ))
-            } else {
-                Error::Timeout(format!(
-                    "the model stream stalled for more than {:?}",
-                    self.timeouts.idle
-                ))
-            }
-        };
+        let first_deadline = cap(end, started + self.timeouts.first_token);
 
         let send = self
             .http
             .post(&self.url)
             .headers(self.headers.clone())
-            .body(payload)
+            .body(body.clone())
             .send();
-        let response = tokio::select! {
-            _ = tx.closed() => return Err(Failure::Cancelled),
-            response = timeout_at(first_deadline, send) => response,
-        };
-        let response = match response {
-            Err(_) => return Err(failed(timeout_error(true), false)),
-            Ok(Err(err)) => return Err(failed(transport_error(&err), false)),
+        let response = match timeout_at(first_deadline, send).await {
+            Err(_) => return Err(self.timeout_error(end, true).into()),
+            Ok(Err(err)) => return Err(transport_error(&err).into()),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
@@ -595,113 +557,335 @@ impl Inner {
                 };
                 Value::String(text)
             });
-            return Err(Failure::Failed {
+            return Err(Failure {
                 error: error_from_body(&body, Some(status.as_u16())),
                 retry_after,
-                emitted: false,
             });
         }
 
         let fallback_id = uuid::Uuid::new_v4().simple().to_string();
         let fallback_id: String = fallback_id.chars().take(16).collect();
         let mut acc = ChunkAccumulator::new(&self.dialect.reasoning_fields, fallback_id);
-        let mut emitted = false;
-        let mut text_streamed = false;
         let is_json = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
-
-        if is_json {
+        let body = if is_json {
             // The provider ignored `stream: true` and sent one document.
             let bytes = match timeout_at(first_deadline, response.bytes()).await {
-                Err(_) => return Err(failed(timeout_error(true), false)),
-                Ok(Err(err)) => return Err(failed(transport_error(&err), false)),
+                Err(_) => return Err(self.timeout_error(end, true).into()),
+                Ok(Err(err)) => return Err(transport_error(&err).into()),
                 Ok(Ok(bytes)) => bytes,
             };
-            let value = serde_json::from_slice::<Value>(&bytes).map_err(|err| {
-                failed(
-                    Error::Model {
-                        message: format!("the provider sent invalid JSON: {err}"),
-                        retryable: true,
-                    },
-                    false,
-                )
+            let value = serde_json::from_slice::<Value>(&bytes).map_err(|err| Error::Model {
+                message: format!("the provider sent invalid JSON: {err}"),
+                retryable: true,
             })?;
-            acc.push(&value).map_err(|err| failed(err, false))?;
+            // Its text becomes one delta when the reader finishes.
+            acc.push(&value)?;
             acc.mark_done();
+            None
         } else {
-            let mut stream = response.bytes_stream();
-            let mut decoder = SseDecoder::default();
-            let mut got_data = false;
-            loop {
-                let deadline = if got_data {
-                    cap(Instant::now() + self.timeouts.idle)
-                } else {
-                    first_deadline
-                };
-                let next = tokio::select! {
-                    _ = tx.closed() => return Err(Failure::Cancelled),
-                    next = timeout_at(deadline, stream.next()) => next,
-                };
-                let (events, eof) = match next {
-                    Err(_) => return Err(failed(timeout_error(!got_data), emitted)),
-                    Ok(Some(Err(err))) => {
-                        let error = Error::Model {
-                            message: format!(
-                                "the connection to the model provider broke: {}",
-                                error_chain(&err)
-                            ),
-                            retryable: true,
-                        };
-                        return Err(failed(error, emitted));
+            // Owns the body only: the response headers are dropped here.
+            Some(response.bytes_stream().boxed())
+        };
+        let mut reader = Reader {
+            inner: Arc::clone(self),
+            body,
+            decoder: SseDecoder::default(),
+            acc: Some(acc),
+            events: VecDeque::new(),
+            ready: Vec::new().into_iter(),
+            timer: Box::pin(tokio::time::sleep_until(first_deadline)),
+            waiting: false,
+            burst: 0,
+            yielded: false,
+            failed: None,
+            first_deadline,
+            end,
+            got_data: false,
+            text_streamed: false,
+            span: span.clone(),
+        };
+        if std::future::poll_fn(|cx| reader.poll_ready(cx)).await? {
+            Ok(reader)
+        } else {
+            Err(Error::Internal("the model call ended without a result".to_owned()).into())
+        }
+    }
+
+    /// The error of a deadline that passed while waiting for the provider.
+    fn timeout_error(&self, end: Option<Instant>, waiting_for_first: bool) -> Error {
+        if end.is_some_and(|end| end <= Instant::now()) {
+            Error::Timeout(format!(
+                "the model call took longer than {:?}",
+                self.timeouts.request.unwrap_or_default()
+            ))
+        } else if waiting_for_first {
+            Error::Timeout(format!(
+                "the model sent nothing within {:?}",
+                self.timeouts.first_token
+            ))
+        } else {
+            Error::Timeout(format!(
+                "the model stream stalled for more than {:?}",
+                self.timeouts.idle
+            ))
+        }
+    }
+}
+
+/// `deadline`, or the end of the whole call if that comes first.
+fn cap(end: Option<Instant>, deadline: Instant) -> Instant {
+    match end {
+        Some(end) if end < deadline => end,
+        _ => deadline,
+    }
+}
+
+/// The stream [`OpenAiCompatible::stream`] returns: the answer's HTTP body,
+/// read only when the caller polls (no task of its own, no channel).
+/// Dropping it closes the request.
+///
+/// It holds what an open answer needs between two reads and frees the rest:
+/// the buffers of a read (its SSE events, their deltas) are released once
+/// consumed, so an answer paused after a token holds no spare events.
+// Why not async-stream: this code as a generator keeps its largest await
+// state for the life of the answer (the task future it replaces: 1,704
+// bytes); `Reader` is 568 bytes and a 112-byte timer.
+struct Reader {
+    inner: Arc<Inner>,
+    /// The response body; `None` once it ended or the answer is complete.
+    body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    decoder: SseDecoder,
+    /// `None` once the answer is complete or failed.
+    acc: Option<ChunkAccumulator>,
+    /// The SSE events read and not yet fed to `acc`.
+    events: VecDeque<SseEvent>,
+    /// Events for the caller, in order.
+    ready: std::vec::IntoIter<ModelEvent>,
+    /// The deadline of the read in progress: the first token (and the whole
+    /// call) before any data, then the idle gap. Reset per read, never
+    /// reallocated.
+    timer: Pin<Box<Sleep>>,
+    /// Whether `timer` was set for the read in progress.
+    waiting: bool,
+    /// Reads of the burst in progress (0: not reading, the events read are
+    /// handed over).
+    burst: u8,
+    /// Whether the burst yielded since its last read.
+    yielded: bool,
+    /// A read failure, reported after the events read before it.
+    failed: Option<Error>,
+    first_deadline: Instant,
+    end: Option<Instant>,
+    /// Whether an SSE event arrived (the idle limit then replaces the
+    /// first-token one).
+    got_data: bool,
+    /// Whether a text delta was produced (else the final text is sent as
+    /// one delta, so the deltas always add up to the final text).
+    text_streamed: bool,
+    span: Span,
+}
+
+impl Reader {
+    /// Reads until an event for the caller is ready (`Ok(true)`) or the
+    /// answer is over (`Ok(false)`). After an error it is over.
+    ///
+    /// Reads come in bursts (at most `MAX_BURST` reads): the reader takes
+    /// what the body has, yields once and reads again while more arrived,
+    /// and only then hands the burst's events over. hyper's HTTP/1.1 client
+    /// body passes one chunk at a time from its connection task; handing
+    /// each chunk's events over at once let the client connection write once
+    /// per event of a provider's burst (24 writes per turn, against 12 with
+    /// the tasks this replaced and 8.5 with bursts: docs/performance.md,
+    /// "One task per turn").
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool>> {
+        loop {
+            if !self.ready.as_slice().is_empty() {
+                return Poll::Ready(Ok(true));
+            }
+            let Some(acc) = &mut self.acc else {
+                return Poll::Ready(Ok(false));
+            };
+            if !acc.is_done() {
+                if self.burst == 0
+                    && let Some(event) = pop_freeing(&mut self.events)
+                {
+                    match acc.push_event(&event) {
+                        Ok(deltas) => {
+                            self.text_streamed |= deltas
+                                .iter()
+                                .any(|delta| matches!(delta, ModelEvent::TextDelta(_)));
+                            self.ready = deltas.into_iter();
+                        }
+                        Err(err) => return Poll::Ready(Err(self.stop(err))),
                     }
-                    Ok(Some(Ok(bytes))) => (decoder.feed(&bytes), false),
-                    Ok(None) => (decoder.finish(), true),
-                };
-                for event in &events {
-                    got_data = true;
-                    let deltas = acc.push_event(event).map_err(|err| failed(err, emitted))?;
-                    for delta in deltas {
-                        text_streamed |= matches!(delta, ModelEvent::TextDelta(_));
-                        emitted = true;
-                        *body = None;
-                        tx.send(Box::new(Ok(delta)))
-                            .await
-                            .map_err(|_| Failure::Cancelled)?;
-                    }
-                    if acc.is_done() {
-                        break;
-                    }
+                    continue;
                 }
-                if eof || acc.is_done() {
-                    break;
+                if let Some(err) = self.failed.take() {
+                    return Poll::Ready(Err(self.stop(err)));
+                }
+                if self.body.is_some() {
+                    match self.poll_read(cx) {
+                        Poll::Ready(Ok(Some(bytes))) => {
+                            let events = self.decoder.feed(&bytes);
+                            self.got_data |= !events.is_empty();
+                            self.events.extend(events);
+                            self.burst = self.burst.saturating_add(1);
+                            self.yielded = false;
+                            if self.burst >= MAX_BURST {
+                                self.burst = 0;
+                            }
+                        }
+                        Poll::Ready(Ok(None)) => {
+                            self.body = None;
+                            self.burst = 0;
+                            self.events.extend(self.decoder.finish());
+                        }
+                        Poll::Ready(Err(err)) if self.events.is_empty() => {
+                            return Poll::Ready(Err(self.stop(err)));
+                        }
+                        Poll::Ready(Err(err)) => {
+                            // The events read before it go first.
+                            self.failed = Some(err);
+                            self.body = None;
+                            self.burst = 0;
+                        }
+                        Poll::Pending if self.burst > 0 && !self.yielded => {
+                            // Let the connection task pass on what it has.
+                            self.yielded = true;
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        Poll::Pending if self.burst > 0 => {
+                            // The events go first; the idle limit restarts
+                            // when reading resumes.
+                            self.burst = 0;
+                            self.waiting = false;
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                    continue;
                 }
             }
+            // `[DONE]`, or the body ended (`finish` tells a truncated answer).
+            self.body = None;
+            self.events = VecDeque::new();
+            let Some(acc) = self.acc.take() else {
+                return Poll::Ready(Ok(false));
+            };
+            let response = match acc.finish() {
+                Ok(response) => response,
+                Err(err) => return Poll::Ready(Err(self.stop(err))),
+            };
+            if let Some(usage) = &response.usage {
+                self.span.in_scope(|| {
+                    tracing::debug!(
+                        input_tokens = usage.input_tokens,
+                        output_tokens = usage.output_tokens,
+                        cached_tokens = usage.cached_tokens,
+                        tool_calls = response.tool_calls.len(),
+                        "model call completed"
+                    );
+                });
+            }
+            let mut events = Vec::with_capacity(2);
+            if !self.text_streamed && !response.text.is_empty() {
+                // A non-streamed reply: its text still arrives as one delta.
+                events.push(ModelEvent::TextDelta(response.text.clone()));
+            }
+            events.push(ModelEvent::Completed(response));
+            self.ready = events.into_iter();
         }
-
-        let response = acc.finish().map_err(|err| failed(err, emitted))?;
-        if let Some(usage) = &response.usage {
-            tracing::debug!(
-                input_tokens = usage.input_tokens,
-                output_tokens = usage.output_tokens,
-                cached_tokens = usage.cached_tokens,
-                tool_calls = response.tool_calls.len(),
-                "model call completed"
-            );
-        }
-        if !text_streamed && !response.text.is_empty() {
-            // A non-streamed reply: its text still arrives as one delta, so
-            // the deltas always add up to the final text.
-            tx.send(Box::new(Ok(ModelEvent::TextDelta(response.text.clone()))))
-                .await
-                .map_err(|_| Failure::Cancelled)?;
-        }
-        tx.send(Box::new(Ok(ModelEvent::Completed(response))))
-            .await
-            .map_err(|_| Failure::Cancelled)
     }
+
+    /// The next read of the body (`None` at its end), bounded by the timer.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>>> {
+        let Some(body) = &mut self.body else {
+            return Poll::Ready(Ok(None));
+        };
+        if !self.waiting {
+            let deadline = if self.got_data {
+                cap(self.end, Instant::now() + self.inner.timeouts.idle)
+            } else {
+                self.first_deadline
+            };
+            self.timer.as_mut().reset(deadline);
+            self.waiting = true;
+        }
+        let read = match body.poll_next_unpin(cx) {
+            Poll::Ready(read) => read,
+            Poll::Pending => {
+                ready!(self.timer.as_mut().poll(cx));
+                self.waiting = false;
+                return Poll::Ready(Err(self.inner.timeout_error(self.end, !self.got_data)));
+            }
+        };
+        self.waiting = false;
+        Poll::Ready(match read {
+            None => Ok(None),
+            Some(Ok(bytes)) => Ok(Some(bytes)),
+            Some(Err(err)) => Err(Error::Model {
+                message: format!(
+                    "the connection to the model provider broke: {}",
+                    error_chain(&err)
+                ),
+                retryable: true,
+            }),
+        })
+    }
+
+    /// Ends the answer after `err`: the body is closed, nothing more is read.
+    fn stop(&mut self, err: Error) -> Error {
+        self.body = None;
+        self.acc = None;
+        self.failed = None;
+        self.events = VecDeque::new();
+        self.ready = Vec::new().into_iter();
+        err
+    }
+}
+
+impl Stream for Reader {
+    type Item = Result<ModelEvent>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match ready!(this.poll_ready(cx)) {
+            Ok(true) => Poll::Ready(next_freeing(&mut this.ready).map(Ok)),
+            Ok(false) => Poll::Ready(None),
+            Err(error) => {
+                // Something already reached the caller: no retry.
+                this.span.in_scope(|| {
+                    tracing::warn!(error = %error, emitted = true, "model call failed");
+                });
+                Poll::Ready(Some(Err(error)))
+            }
+        }
+    }
+}
+
+/// Reads one burst may take before its events are handed over.
+const MAX_BURST: u8 = 16;
+
+/// The front of `queue`; its buffer is freed with the last item.
+fn pop_freeing<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let item = queue.pop_front();
+    if queue.is_empty() {
+        *queue = VecDeque::new();
+    }
+    item
+}
+
+/// The next item of `iter`; its buffer is freed with the last one.
+fn next_freeing<T>(iter: &mut std::vec::IntoIter<T>) -> Option<T> {
+    let item = iter.next();
+    if iter.as_slice().is_empty() {
+        *iter = Vec::new().into_iter();
+    }
+    item
 }
 
 /// A transport failure as an engine error.
@@ -765,25 +949,12 @@ impl Model for OpenAiCompatible {
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream> {
         let mut body = serde_json::to_vec(&self.body(&request))
             .map_err(|e| Error::Internal(format!("model request did not serialise: {e}")))?;
-        // The body is kept for retries while the answer streams; drop the
-        // spare capacity the serializer's growth left behind.
+        drop(request);
+        // The body is kept for retries until the first event; drop the spare
+        // capacity the serializer's growth left behind.
         body.shrink_to_fit();
-        let (tx, mut rx) = mpsc::channel(64);
-        tokio::spawn(Arc::clone(&self.inner).run(Bytes::from(body), tx));
-        match rx.recv().await.map(|event| *event) {
-            None => Err(Error::Internal(
-                "the model call ended without a result".to_owned(),
-            )),
-            Some(Err(err)) => Err(err),
-            Some(Ok(first)) => {
-                let rest = futures::stream::poll_fn(move |cx| {
-                    rx.poll_recv(cx).map(|event| event.map(|event| *event))
-                });
-                Ok(futures::stream::once(async move { Ok(first) })
-                    .chain(rest)
-                    .boxed())
-            }
-        }
+        let reader = self.inner.start(Bytes::from(body)).await?;
+        Ok(Box::pin(reader))
     }
 }
 
