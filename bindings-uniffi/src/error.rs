@@ -12,6 +12,10 @@
 //! | `reason` | the human-readable message (`Display` of the core error) |
 //! | `json_body` | the JSON error document a server sends as the body (`{"error":{"code",...}}`) |
 //!
+//! The same four are methods too (`error_code()`, `error_http_status()`,
+//! `error_reason()`, `error_json_body()`), so a host can answer any
+//! `ChatKitError` without matching its variant first.
+//!
 //! The variant is the category (`Unauthorized` covers `unauthorized` and
 //! every token code such as `token_expired`); `code` is the precise answer.
 //! A code the core adds later arrives as `Other` with its own `code`.
@@ -143,22 +147,118 @@ impl From<chatkit_engine::Error> for ChatKitError {
     }
 }
 
+/// The fields every variant carries.
+struct Parts<'a> {
+    code: &'a str,
+    http_status: u16,
+    reason: &'a str,
+    json_body: &'a str,
+}
+
 impl ChatKitError {
+    fn parts(&self) -> Parts<'_> {
+        match self {
+            Self::InvalidRequest {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::NotFound {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::Unauthorized {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::PayloadTooLarge {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::ThreadBusy {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::NotSupported {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::Cancelled {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::Model {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::Storage {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::InvalidConfig {
+                code,
+                http_status,
+                reason,
+                json_body,
+            }
+            | Self::Other {
+                code,
+                http_status,
+                reason,
+                json_body,
+            } => Parts {
+                code,
+                http_status: *http_status,
+                reason,
+                json_body,
+            },
+        }
+    }
+
     /// The stable code (the same on every variant).
     pub fn code(&self) -> &str {
-        match self {
-            Self::InvalidRequest { code, .. }
-            | Self::NotFound { code, .. }
-            | Self::Unauthorized { code, .. }
-            | Self::PayloadTooLarge { code, .. }
-            | Self::ThreadBusy { code, .. }
-            | Self::NotSupported { code, .. }
-            | Self::Cancelled { code, .. }
-            | Self::Model { code, .. }
-            | Self::Storage { code, .. }
-            | Self::InvalidConfig { code, .. }
-            | Self::Other { code, .. } => code,
-        }
+        self.parts().code
+    }
+}
+
+#[uniffi::export]
+impl ChatKitError {
+    /// The core's stable code, whatever the variant.
+    pub fn error_code(&self) -> String {
+        self.parts().code.to_owned()
+    }
+
+    /// The HTTP status to answer with, whatever the variant.
+    pub fn error_http_status(&self) -> u16 {
+        self.parts().http_status
+    }
+
+    /// The human-readable message, whatever the variant.
+    pub fn error_reason(&self) -> String {
+        self.parts().reason.to_owned()
+    }
+
+    /// The JSON error document to send as the response body, whatever the
+    /// variant.
+    pub fn error_json_body(&self) -> String {
+        self.parts().json_body.to_owned()
     }
 }
 

@@ -725,6 +725,26 @@ _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_responsestream_next.argtypes =
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_responsestream_next.restype = ctypes.c_uint64
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status.restype = ctypes.c_uint16
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_chatkit_engine_uniffi_fn_clone_chatengine.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1688,6 +1708,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.InvalidRequest({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.InvalidRequest = InvalidRequest # type: ignore
     class NotFound(_UniffiTempChatKitError):
         """
@@ -1708,6 +1789,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.NotFound({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.NotFound = NotFound # type: ignore
     class Unauthorized(_UniffiTempChatKitError):
         """
@@ -1728,6 +1870,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.Unauthorized({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.Unauthorized = Unauthorized # type: ignore
     class PayloadTooLarge(_UniffiTempChatKitError):
         """
@@ -1748,6 +1951,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.PayloadTooLarge({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.PayloadTooLarge = PayloadTooLarge # type: ignore
     class ThreadBusy(_UniffiTempChatKitError):
         """
@@ -1768,6 +2032,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.ThreadBusy({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.ThreadBusy = ThreadBusy # type: ignore
     class NotSupported(_UniffiTempChatKitError):
         """
@@ -1788,6 +2113,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.NotSupported({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.NotSupported = NotSupported # type: ignore
     class Cancelled(_UniffiTempChatKitError):
         """
@@ -1808,6 +2194,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.Cancelled({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.Cancelled = Cancelled # type: ignore
     class Model(_UniffiTempChatKitError):
         """
@@ -1828,6 +2275,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.Model({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.Model = Model # type: ignore
     class Storage(_UniffiTempChatKitError):
         """
@@ -1848,6 +2356,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.Storage({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.Storage = Storage # type: ignore
     class InvalidConfig(_UniffiTempChatKitError):
         """
@@ -1868,6 +2437,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.InvalidConfig({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.InvalidConfig = InvalidConfig # type: ignore
     class Other(_UniffiTempChatKitError):
         """
@@ -1888,6 +2518,67 @@ class ChatKitError:  # type: ignore
 
         def __repr__(self):
             return "ChatKitError.Other({})".format(str(self))
+        def error_code(self, ) -> str:
+            """
+            The core's stable code, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_http_status(self, ) -> int:
+            """
+            The HTTP status to answer with, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterUInt16.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_json_body(self, ) -> str:
+            """
+            The JSON error document to send as the response body, whatever the
+            variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
+        def error_reason(self, ) -> str:
+            """
+            The human-readable message, whatever the variant.
+"""
+            _uniffi_lowered_args = (
+                _UniffiFfiConverterTypeChatKitError.lower(self),
+            )
+            _uniffi_lift_return = _UniffiFfiConverterString.lift
+            _uniffi_error_converter = None
+            _uniffi_ffi_result = _uniffi_rust_call_with_error(
+                _uniffi_error_converter,
+                _UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason,
+                *_uniffi_lowered_args,
+            )
+            return _uniffi_lift_return(_uniffi_ffi_result)
     _UniffiTempChatKitError.Other = Other # type: ignore
 
 ChatKitError = _UniffiTempChatKitError # type: ignore

@@ -1899,6 +1899,55 @@ enum ChatKitError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     )
 
     
+    /**
+     * The core's stable code, whatever the variant.
+     */
+public func errorCode() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code(
+            FfiConverterTypeChatKitError_lower(self),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The HTTP status to answer with, whatever the variant.
+     */
+public func errorHttpStatus() -> UInt16  {
+    return try!  FfiConverterUInt16.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status(
+            FfiConverterTypeChatKitError_lower(self),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The JSON error document to send as the response body, whatever the
+     * variant.
+     */
+public func errorJsonBody() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body(
+            FfiConverterTypeChatKitError_lower(self),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The human-readable message, whatever the variant.
+     */
+public func errorReason() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason(
+            FfiConverterTypeChatKitError_lower(self),uniffiCallStatus
+    )
+})
+}
+    
 
     
 

@@ -179,12 +179,9 @@ inline fun <reified E : ChatKitException> expectError(code: String, status: Int,
         call()
     } catch (err: ChatKitException) {
         check(err is E) { "${err::class.simpleName} is not ${E::class.simpleName}: ${err.message}" }
-        val (gotCode, gotStatus, body) = when (err) {
-            is ChatKitException.InvalidRequest -> Triple(err.code, err.httpStatus, err.jsonBody)
-            is ChatKitException.NotFound -> Triple(err.code, err.httpStatus, err.jsonBody)
-            is ChatKitException.Unauthorized -> Triple(err.code, err.httpStatus, err.jsonBody)
-            is ChatKitException.InvalidConfig -> Triple(err.code, err.httpStatus, err.jsonBody)
-            else -> error("unexpected ${err::class.simpleName}")
+        val (gotCode, gotStatus, body) = Triple(err.errorCode(), err.errorHttpStatus(), err.errorJsonBody())
+        if (err is ChatKitException.Unauthorized) {
+            check(err.code == gotCode && err.httpStatus == gotStatus && err.jsonBody == body && err.reason.isNotEmpty())
         }
         check(gotCode == code && gotStatus.toInt() == status) { "got $gotCode/$gotStatus, want $code/$status" }
         check(Json.parse(body).obj()["error"].obj()["code"] == code) { body }

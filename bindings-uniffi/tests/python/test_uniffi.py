@@ -118,6 +118,8 @@ async def expect_error(awaitable: Any, variant: type, code: str, status: int) ->
     except ck.ChatKitError as err:
         assert isinstance(err, variant), f"{type(err).__name__} is not {variant.__name__}: {err}"
         assert (err.code, err.http_status) == (code, status), (err.code, err.http_status)
+        assert (err.error_code(), err.error_http_status(), err.error_json_body()) == (code, status, err.json_body)
+        assert err.error_reason() == err.reason and err.reason
         assert json.loads(err.json_body)["error"]["code"] == code
         return err
     raise AssertionError(f"expected {variant.__name__} ({code})")

@@ -878,6 +878,14 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_chatkit_engine_uniffi_fn_method_hosttool_call(`ptr`: Long,`call`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code(`ptr`: RustBuffer.ByValue,uniffi_out_err: Pointer, 
+    ): RustBuffer.ByValue
+    external fun uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status(`ptr`: RustBuffer.ByValue,uniffi_out_err: Pointer, 
+    ): Int
+    external fun uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body(`ptr`: RustBuffer.ByValue,uniffi_out_err: Pointer, 
+    ): RustBuffer.ByValue
+    external fun uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason(`ptr`: RustBuffer.ByValue,uniffi_out_err: Pointer, 
+    ): RustBuffer.ByValue
     external fun uniffi_chatkit_engine_uniffi_fn_func_core_version(uniffi_out_err: Pointer, 
     ): RustBuffer.ByValue
     external fun ffi_chatkit_engine_uniffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: Pointer, 
@@ -3263,6 +3271,59 @@ sealed class ChatKitException: kotlin.Exception() {
         ) : ChatKitException() {
         override val message
             get() = "code=${ `code` }, httpStatus=${ `httpStatus` }, reason=${ `reason` }, jsonBody=${ `jsonBody` }"
+    }
+    
+
+    
+        /**
+         * The core's stable code, whatever the variant.
+         */ fun `errorCode`(): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_code(FfiConverterTypeChatKitError.lower(this),
+        _status)
+}
+    )
+    }
+    
+
+    
+        /**
+         * The HTTP status to answer with, whatever the variant.
+         */ fun `errorHttpStatus`(): kotlin.UShort {
+            return FfiConverterUShort.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_http_status(FfiConverterTypeChatKitError.lower(this),
+        _status)
+}
+    )
+    }
+    
+
+    
+        /**
+         * The JSON error document to send as the response body, whatever the
+         * variant.
+         */ fun `errorJsonBody`(): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_json_body(FfiConverterTypeChatKitError.lower(this),
+        _status)
+}
+    )
+    }
+    
+
+    
+        /**
+         * The human-readable message, whatever the variant.
+         */ fun `errorReason`(): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_chatkit_engine_uniffi_fn_method_chatkiterror_error_reason(FfiConverterTypeChatKitError.lower(this),
+        _status)
+}
+    )
     }
     
 
