@@ -24,6 +24,7 @@ import kotlin.system.exitProcess
 import kotlinx.coroutines.TimeoutCancellationException
 import kotlinx.coroutines.async
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 
@@ -279,6 +280,21 @@ suspend fun closingTheStreamObjectCancelsTheTurn() {
     check(texts.size == 1 && texts[0].startsWith("I can") && texts[0] != HELP_TEXT) { texts.toString() }
 }
 
+suspend fun engineWorkDoesNotBlockTheCallersThread() = coroutineTest {
+    // runBlocking runs every coroutine of a test on one thread: if a call
+    // blocked it, the ticker could not tick while paced turns run.
+    val engine = ChatEngine(EngineConfig(databaseUrl = sqliteUrl(), devTokenDelayMs = 50UL))
+    engine.start()
+    var ticks = 0
+    val ticker = launch { while (true) { delay(5); ticks++ } }
+    val ctx = RequestContext(userId = "alice")
+    val outputs = (0 until 5).map { i -> async { readAll(streamOf(engine.process(createThread("add task t$i"), ctx))) } }
+        .map { it.await() }
+    ticker.cancel()
+    check(outputs.all { "thread.created" in String(it) })
+    check(ticks >= 5) { "the caller's thread ticked only $ticks times during 5 turns" }
+}
+
 suspend fun aHostToolReplacesATaskToolAndGetsTheVerifiedUser() {
     val tool = ListTasks()
     val engine = ChatEngine(EngineConfig(databaseUrl = sqliteUrl()), listOf(tool))
@@ -338,6 +354,7 @@ fun main() {
         "cancelling the coroutine of a pending next() cancels the turn" to
             ::cancellingTheCoroutineOfAPendingNextCancelsTheTurn,
         "closing the stream object (use {}) cancels the turn" to ::closingTheStreamObjectCancelsTheTurn,
+        "engine work does not block the caller's thread" to ::engineWorkDoesNotBlockTheCallersThread,
         "a host tool replaces a task tool and gets the verified user" to
             ::aHostToolReplacesATaskToolAndGetsTheVerifiedUser,
         "authenticate verifies Bearer tokens with the configured secret" to

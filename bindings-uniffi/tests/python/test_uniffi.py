@@ -222,6 +222,31 @@ async def test_releasing_the_stream_object_cancels_the_turn() -> None:
     assert len(texts) == 1 and texts[0].startswith("I can") and texts[0] != HELP_TEXT, texts
 
 
+async def test_engine_work_does_not_block_the_event_loop() -> None:
+    # Paced turns keep the engine busy for at least 8 x 50 ms; a loop blocked
+    # by engine work would not tick meanwhile, a free one ticks every few ms.
+    engine = ck.ChatEngine(ck.EngineConfig(database_url=sqlite_url(), dev_token_delay_ms=50))
+    await engine.start()
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    ctx = ck.RequestContext(user_id="alice")
+    results = await asyncio.gather(*(engine.process(create_thread(f"add task t{i}"), ctx) for i in range(5)))
+    assert all(r.is_stream() for r in results)
+    outputs = await asyncio.gather(*(read_all(r.stream) for r in results))
+    stop.set()
+    await task
+    assert all(b"thread.created" in out for out in outputs)
+    assert ticks >= 5, f"the event loop ticked only {ticks} times during 5 turns"
+
+
 async def test_a_host_tool_replaces_a_task_tool_and_gets_the_verified_user() -> None:
     ck.uniffi_set_default_event_loop(asyncio.get_running_loop())
     tool = ListTasks()
