@@ -12,7 +12,10 @@
 //! | `modelName()` | the model answering, once started (`scripted-offline` without an API key) |
 //!
 //! Every `async` call runs on the binding's runtime (see `runtime.rs`);
-//! cancelling the foreign call cancels the work.
+//! cancelling the foreign call cancels the work. Releasing the engine (a
+//! Kotlin `close()`, Swift's last reference, Python's garbage collector, on
+//! whatever thread that happens) hands the database pools to the runtime to
+//! drop there, never on a thread without one.
 
 use crate::config::{EngineConfig, from_json_value};
 use crate::error::ChatKitError;
@@ -106,6 +109,15 @@ impl ChatEngine {
             call(app).await
         })
         .await
+    }
+}
+
+impl Drop for ChatEngine {
+    fn drop(&mut self) {
+        let app = std::mem::take(&mut self.app);
+        if let Ok(runtime) = runtime::runtime() {
+            runtime.spawn(async move { drop(app) });
+        }
     }
 }
 
