@@ -7,7 +7,8 @@
 # 2. Python: the generated module and the library in a temp dir; the plain
 #    script bindings-uniffi/tests/python/test_uniffi.py (standard library
 #    only: a full turn on SQLite with the offline model, cancel mid-stream
-#    keeping the partial answer, a host tool, JWT, error codes).
+#    keeping the partial answer, a free event loop, host tools (one that
+#    replaces list_tasks, one that fails), JWT, error codes).
 # 3. Kotlin on the JVM: the npm package kotlin-compiler (kotlinc-jvm, the
 #    stdlib, kotlinx-coroutines-core-jvm) installed into a cache dir, JNA from
 #    Debian's libjna-java (installed with apt-get when missing and root);

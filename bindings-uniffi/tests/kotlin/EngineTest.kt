@@ -15,6 +15,7 @@ import chatkit.engine.ProcessResult
 import chatkit.engine.RequestContext
 import chatkit.engine.ResponseStream
 import chatkit.engine.ToolCall
+import chatkit.engine.ToolException
 import chatkit.engine.ToolResult
 import java.nio.file.Files
 import java.util.Base64
@@ -305,6 +306,24 @@ suspend fun aHostToolReplacesATaskToolAndGetsTheVerifiedUser() {
     check("water the host plants" in text) { text }
 }
 
+class BrokenStats : HostTool {
+    override fun name() = "get_stats"
+
+    override fun description() = "Task statistics"
+
+    override fun parametersJson() = """{"type":"object","properties":{}}"""
+
+    override suspend fun call(call: ToolCall): ToolResult = throw ToolException.Failed("the stats service is down")
+}
+
+suspend fun aFailingHostToolIsReportedToTheModelAndTheTurnCompletes() {
+    val engine = ChatEngine(EngineConfig(databaseUrl = sqliteUrl()), listOf(BrokenStats()))
+    val stream = streamOf(engine.process(createThread("how many tasks do I have?"), RequestContext(userId = "fay")))
+    val events = parseSse(readAll(stream))
+    check("Sorry, I couldn't do that" in textDeltas(events)) { textDeltas(events) }
+    check(events.none { it["type"] == "error" }) { "a tool failure is not a stream error" }
+}
+
 suspend fun authenticateVerifiesBearerTokensWithTheConfiguredSecret() {
     val engine = ChatEngine.fromJson("""{"database_url":${jsonString(sqliteUrl())},"jwt_secret":"$JWT_SECRET"}""")
     val now = System.currentTimeMillis() / 1000
@@ -357,6 +376,8 @@ fun main() {
         "engine work does not block the caller's thread" to ::engineWorkDoesNotBlockTheCallersThread,
         "a host tool replaces a task tool and gets the verified user" to
             ::aHostToolReplacesATaskToolAndGetsTheVerifiedUser,
+        "a failing host tool is reported to the model and the turn completes" to
+            ::aFailingHostToolIsReportedToTheModelAndTheTurnCompletes,
         "authenticate verifies Bearer tokens with the configured secret" to
             ::authenticateVerifiesBearerTokensWithTheConfiguredSecret,
         "errors carry the stable code and HTTP status" to ::errorsCarryTheStableCodeAndHttpStatus,

@@ -258,6 +258,31 @@ async def test_a_host_tool_replaces_a_task_tool_and_gets_the_verified_user() -> 
     assert "water the host plants" in text, text
 
 
+class BrokenStats(ck.HostTool):
+    """A host tool that always fails."""
+
+    def name(self) -> str:
+        return "get_stats"
+
+    def description(self) -> str:
+        return "Task statistics"
+
+    def parameters_json(self) -> str:
+        return '{"type": "object", "properties": {}}'
+
+    async def call(self, call: ck.ToolCall) -> ck.ToolResult:
+        raise ck.ToolError.Failed(reason="the stats service is down")
+
+
+async def test_a_failing_host_tool_is_reported_to_the_model_and_the_turn_completes() -> None:
+    ck.uniffi_set_default_event_loop(asyncio.get_running_loop())
+    engine = ck.ChatEngine(ck.EngineConfig(database_url=sqlite_url()), [BrokenStats()])
+    stream = await stream_of(await engine.process(create_thread("how many tasks do I have?"), ck.RequestContext(user_id="fay")))
+    events = parse_sse(await read_all(stream))
+    assert "Sorry, I couldn't do that" in text_deltas(events), text_deltas(events)
+    assert not [e for e in events if e["type"] == "error"], "a tool failure is not a stream error"
+
+
 async def test_authenticate_verifies_bearer_tokens_with_the_configured_secret() -> None:
     engine = ck.ChatEngine.from_json(json.dumps({"database_url": sqlite_url(), "jwt_secret": JWT_SECRET}))
     now = int(time.time())
