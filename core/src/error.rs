@@ -69,13 +69,19 @@ pub enum Error {
     Cancelled,
 
     /// The model provider failed (HTTP error, broken or garbled stream).
+    /// The cause (the `reqwest::Error` of a broken connection, the JSON
+    /// error of a garbled chunk) is kept as the
+    /// [`source`](std::error::Error::source) when there is one.
     #[error("model error: {message}")]
     Model {
-        /// What happened.
+        /// What happened, including the cause's own text.
         message: String,
         /// Whether trying again may succeed (rate limits, 5xx, dropped
         /// connections).
         retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// Something took longer than its configured limit.

@@ -625,7 +625,7 @@ async fn error_frame_before_output_is_returned_by_stream() {
     let model = client(&server).build().unwrap();
     let err = run(&model, user("x")).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Model { message, retryable: false } if message.contains("Invalid schema")),
+        matches!(&err, Error::Model { message, retryable: false, .. } if message.contains("Invalid schema")),
         "{err:?}"
     );
     assert_eq!(server.request_count(), 1);
@@ -688,7 +688,7 @@ async fn gives_up_after_max_attempts() {
     let model = client(&server).build().unwrap();
     let err = run(&model, user("x")).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Model { message, retryable: true } if message.starts_with("HTTP 503")),
+        matches!(&err, Error::Model { message, retryable: true, .. } if message.starts_with("HTTP 503")),
         "{err:?}"
     );
     assert_eq!(server.request_count(), 3);
@@ -706,7 +706,7 @@ async fn client_errors_are_not_retried() {
     let model = client(&server).build().unwrap();
     let err = run(&model, user("x")).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Model { retryable: false, message } if message.contains("scripted status 400"))
+        matches!(&err, Error::Model { retryable: false, message, .. } if message.contains("scripted status 400"))
     );
     assert_eq!(server.request_count(), 1);
 }
@@ -763,7 +763,7 @@ async fn server_error_after_text_is_an_error_item_without_retry() {
     let items = run(&model, user("x")).await.unwrap();
     assert!(matches!(&items[0], Ok(ModelEvent::TextDelta(t)) if t == "Partial "));
     assert!(
-        matches!(&items[1], Err(Error::Model { retryable: true, message }) if message.contains("server had an error"))
+        matches!(&items[1], Err(Error::Model { retryable: true, message, .. }) if message.contains("server had an error"))
     );
     assert_eq!(items.len(), 2);
     assert_eq!(server.request_count(), 1);
@@ -831,9 +831,13 @@ async fn connection_drop_mid_stream() {
     let items = run(&model, user("x")).await.unwrap();
     assert!(matches!(&items[0], Ok(ModelEvent::TextDelta(t)) if t == "Hel"));
     assert!(
-        matches!(&items[1], Err(Error::Model { retryable: true, message }) if message.contains("broke")),
+        matches!(&items[1], Err(Error::Model { retryable: true, message, .. }) if message.contains("broke")),
         "{items:?}"
     );
+    // The transport's own error is kept as the cause.
+    let Err(err) = &items[1] else { unreachable!() };
+    let cause = std::error::Error::source(err).expect("the broken connection is the cause");
+    assert!(cause.downcast_ref::<reqwest::Error>().is_some(), "{cause:?}");
     assert_eq!(items.len(), 2);
     assert_eq!(server.request_count(), 1);
 
@@ -867,7 +871,7 @@ async fn connection_refused_is_retried_then_reported() {
         .unwrap();
     let err = run(&model, user("x")).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Model { retryable: true, message } if message.contains("connect")),
+        matches!(&err, Error::Model { retryable: true, message, .. } if message.contains("connect")),
         "{err:?}"
     );
 }

@@ -338,6 +338,7 @@ impl Run {
                             return self.fail(Error::Model {
                                 message,
                                 retryable: true,
+                                source: None,
                             });
                         }
                     }

@@ -239,6 +239,7 @@ impl ChunkAccumulator {
                             return Err(Error::Model {
                                 message: format!("the provider sent an invalid chunk: {err}"),
                                 retryable: true,
+                                source: Some(Box::new(err)),
                             });
                         }
                     }
@@ -526,6 +527,7 @@ impl ChunkAccumulator {
             return Err(Error::Model {
                 message: message.to_owned(),
                 retryable: true,
+                source: None,
             });
         }
         let response_id = self.response_id.as_deref().unwrap_or(&self.fallback_id);
@@ -667,6 +669,7 @@ pub(crate) fn error_from_body(body: &Value, status: Option<u16>) -> Error {
     Error::Model {
         message: text,
         retryable,
+        source: None,
     }
 }
 
@@ -1191,7 +1194,7 @@ mod tests {
             })
             .unwrap_err();
         assert!(
-            matches!(err, Error::Model { retryable: true, ref message } if message.contains("boom"))
+            matches!(err, Error::Model { retryable: true, ref message, .. } if message.contains("boom"))
         );
     }
 
@@ -1199,7 +1202,7 @@ mod tests {
     fn http_error_bodies() {
         let err = error_from_body(&json!({"error": {"message": "bad key"}}), Some(401));
         assert!(
-            matches!(err, Error::Model { retryable: false, ref message } if message == "HTTP 401: bad key")
+            matches!(err, Error::Model { retryable: false, ref message, .. } if message == "HTTP 401: bad key")
         );
         let err = error_from_body(&json!({"error": {"message": "slow down"}}), Some(429));
         assert!(matches!(
@@ -1237,7 +1240,7 @@ mod tests {
         acc.push(&chunk(json!({"content": "Hel"}))).unwrap();
         let err = acc.finish().unwrap_err();
         assert!(
-            matches!(err, Error::Model { retryable: true, ref message } if message.contains("truncated"))
+            matches!(err, Error::Model { retryable: true, ref message, .. } if message.contains("truncated"))
         );
         // Nothing at all.
         let err = self::acc().finish().unwrap_err();

@@ -537,7 +537,7 @@ impl Inner {
             .send();
         let response = match timeout_at(first_deadline, send).await {
             Err(_) => return Err(self.timeout_error(end, true).into()),
-            Ok(Err(err)) => return Err(transport_error(&err).into()),
+            Ok(Err(err)) => return Err(transport_error(err).into()),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
@@ -575,12 +575,13 @@ impl Inner {
             // The provider ignored `stream: true` and sent one document.
             let bytes = match timeout_at(first_deadline, response.bytes()).await {
                 Err(_) => return Err(self.timeout_error(end, true).into()),
-                Ok(Err(err)) => return Err(transport_error(&err).into()),
+                Ok(Err(err)) => return Err(transport_error(err).into()),
                 Ok(Ok(bytes)) => bytes,
             };
             let value = serde_json::from_slice::<Value>(&bytes).map_err(|err| Error::Model {
                 message: format!("the provider sent invalid JSON: {err}"),
                 retryable: true,
+                source: Some(Box::new(err)),
             })?;
             // Its text becomes one delta when the reader finishes.
             acc.push(&value)?;
@@ -833,6 +834,7 @@ impl Reader {
                     error_chain(&err)
                 ),
                 retryable: true,
+                source: Some(Box::new(err)),
             }),
         })
     }
@@ -889,19 +891,22 @@ fn next_freeing<T>(iter: &mut std::vec::IntoIter<T>) -> Option<T> {
 }
 
 /// A transport failure as an engine error.
-fn transport_error(err: &reqwest::Error) -> Error {
-    let detail = error_chain(err);
+fn transport_error(err: reqwest::Error) -> Error {
+    let detail = error_chain(&err);
     if err.is_timeout() {
         Error::Timeout(format!("connecting to the model provider: {detail}"))
     } else if err.is_connect() {
         Error::Model {
             message: format!("could not connect to the model provider: {detail}"),
             retryable: true,
+            source: Some(Box::new(err)),
         }
     } else {
+        let retryable = !err.is_builder();
         Error::Model {
             message: format!("the request to the model provider failed: {detail}"),
-            retryable: !err.is_builder(),
+            retryable,
+            source: Some(Box::new(err)),
         }
     }
 }
