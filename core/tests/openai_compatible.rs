@@ -837,7 +837,10 @@ async fn connection_drop_mid_stream() {
     // The transport's own error is kept as the cause.
     let Err(err) = &items[1] else { unreachable!() };
     let cause = std::error::Error::source(err).expect("the broken connection is the cause");
-    assert!(cause.downcast_ref::<reqwest::Error>().is_some(), "{cause:?}");
+    assert!(
+        cause.downcast_ref::<reqwest::Error>().is_some(),
+        "{cause:?}"
+    );
     assert_eq!(items.len(), 2);
     assert_eq!(server.request_count(), 1);
 
