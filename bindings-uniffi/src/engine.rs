@@ -116,7 +116,17 @@ impl Drop for ChatEngine {
     fn drop(&mut self) {
         let app = std::mem::take(&mut self.app);
         if let Ok(runtime) = runtime::runtime() {
-            runtime.spawn(async move { drop(app) });
+            let (dropped, wait) = std::sync::mpsc::channel::<()>();
+            runtime.spawn(async move {
+                drop(app);
+                let _ = dropped.send(());
+            });
+            // Wait (bounded) so that `self.tools`, dropped after this, holds
+            // the last references to the host tools: their foreign handles
+            // are then released on the caller's thread, never on a runtime
+            // thread. A Python interpreter that is shutting down kills a
+            // foreign thread that calls into it, which aborts the process.
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(5));
         }
     }
 }
