@@ -17,6 +17,12 @@ pub struct EngineConfig {
     /// Where threads and tasks live: `sqlite://file.db` or `postgres://...`
     /// (env `DATABASE_URL`; default `sqlite://chatkit.db`).
     pub database_url: String,
+    /// PostgreSQL schema of the engine's own tables, created by the
+    /// migration (env `DATABASE_SCHEMA`; default `chatkit`). SQLite ignores it.
+    pub database_schema: String,
+    /// The app's task table on PostgreSQL, `schema.table` (env `TASKS_TABLE`;
+    /// default `public.tasks`). SQLite ignores it.
+    pub tasks_table: String,
 
     /// API key of an OpenAI-compatible provider (env `OPENAI_API_KEY`).
     /// Without one the engine uses the offline scripted model.
@@ -85,6 +91,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             database_url: "sqlite://chatkit.db".to_owned(),
+            database_schema: crate::store::DEFAULT_SCHEMA.to_owned(),
+            tasks_table: crate::todo::DEFAULT_TASKS_TABLE.to_owned(),
             openai_api_key: None,
             openai_base_url: None,
             chat_model: None,
@@ -118,6 +126,8 @@ impl fmt::Debug for EngineConfig {
         let secret = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
         f.debug_struct("EngineConfig")
             .field("database_url", &redact_url(&self.database_url))
+            .field("database_schema", &self.database_schema)
+            .field("tasks_table", &self.tasks_table)
             .field("openai_api_key", &secret(&self.openai_api_key))
             .field("openai_base_url", &self.openai_base_url)
             .field("chat_model", &self.chat_model)
@@ -175,6 +185,12 @@ impl EngineConfig {
                 *slot = Some(v);
             }
         };
+        if let Some(v) = get("DATABASE_SCHEMA") {
+            self.database_schema = v;
+        }
+        if let Some(v) = get("TASKS_TABLE") {
+            self.tasks_table = v;
+        }
         text("OPENAI_API_KEY", &mut self.openai_api_key);
         text("OPENAI_BASE_URL", &mut self.openai_base_url);
         text("CHAT_MODEL", &mut self.chat_model);
@@ -251,6 +267,8 @@ impl EngineConfig {
         if self.tool_timeout_secs == 0 {
             return Err(Error::Config("tool_timeout_secs must be at least 1".into()));
         }
+        crate::store::pg_schema::validate_schema(&self.database_schema)?;
+        crate::todo::TableName::parse(&self.tasks_table)?;
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
