@@ -43,6 +43,12 @@ pub struct EngineConfig {
     /// URL of the JWKS to verify Bearer tokens with (env `JWKS_URL`), e.g.
     /// Better Auth's `https://app.example.com/api/auth/jwks`.
     pub jwks_url: Option<String>,
+    /// The Better Auth app's base URL (env `BETTER_AUTH_URL`), e.g.
+    /// `https://app.example.com`. Alone it sets what Better Auth's JWT plugin
+    /// issues: JWKS at `{url}/api/auth/jwks`, issuer and audience `{url}`;
+    /// `jwks_url`, `jwt_issuer` and `jwt_audience` win when set
+    /// (see [`EngineConfig::apply_better_auth`]).
+    pub better_auth_url: Option<String>,
     /// An inline JWKS document (env `JWKS`).
     pub jwks: Option<String>,
     /// A shared HS256 secret (env `JWT_SECRET`).
@@ -99,6 +105,7 @@ impl Default for EngineConfig {
             model_headers: BTreeMap::new(),
             openai_http2_prior_knowledge: false,
             jwks_url: None,
+            better_auth_url: None,
             jwks: None,
             jwt_secret: None,
             jwt_issuer: None,
@@ -136,6 +143,7 @@ impl fmt::Debug for EngineConfig {
                 &self.model_headers.keys().collect::<Vec<_>>(),
             )
             .field("jwks_url", &self.jwks_url)
+            .field("better_auth_url", &self.better_auth_url)
             .field("jwks", &self.jwks.as_ref().map(|_| "<inline>"))
             .field("jwt_secret", &secret(&self.jwt_secret))
             .field("jwt_issuer", &self.jwt_issuer)
@@ -195,6 +203,7 @@ impl EngineConfig {
         text("OPENAI_BASE_URL", &mut self.openai_base_url);
         text("CHAT_MODEL", &mut self.chat_model);
         text("JWKS_URL", &mut self.jwks_url);
+        text("BETTER_AUTH_URL", &mut self.better_auth_url);
         text("JWKS", &mut self.jwks);
         text("JWT_SECRET", &mut self.jwt_secret);
         text("JWT_ISSUER", &mut self.jwt_issuer);
@@ -243,7 +252,52 @@ impl EngineConfig {
         if let Some(v) = number("MAX_BODY_BYTES")? {
             self.max_body_bytes = v as usize;
         }
+        self.apply_better_auth();
         Ok(())
+    }
+
+    /// Fills the JWT settings left unset from [`EngineConfig::better_auth_url`],
+    /// the way Better Auth's JWT plugin issues tokens:
+    ///
+    /// | Setting | From `BETTER_AUTH_URL=https://app.example.com` |
+    /// |---|---|
+    /// | `jwks_url` | `https://app.example.com/api/auth/jwks` |
+    /// | `jwt_issuer` | `https://app.example.com` |
+    /// | `jwt_audience` | `["https://app.example.com"]` |
+    ///
+    /// Settings already given win; calling it twice changes nothing.
+    ///
+    /// ```
+    /// use chatkit_engine::EngineConfig;
+    /// let mut config = EngineConfig {
+    ///     better_auth_url: Some("https://app.example.com/".into()),
+    ///     jwt_issuer: Some("https://auth.example.com".into()),
+    ///     ..EngineConfig::default()
+    /// };
+    /// config.apply_better_auth();
+    /// assert_eq!(config.jwks_url.as_deref(), Some("https://app.example.com/api/auth/jwks"));
+    /// assert_eq!(config.jwt_issuer.as_deref(), Some("https://auth.example.com"));
+    /// assert_eq!(config.jwt_audience, ["https://app.example.com"]);
+    /// ```
+    pub fn apply_better_auth(&mut self) {
+        let Some(base) = self
+            .better_auth_url
+            .as_deref()
+            .map(|url| url.trim().trim_end_matches('/'))
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        if self.jwks_url.is_none() && self.jwks.is_none() {
+            self.jwks_url = Some(format!("{base}/api/auth/jwks"));
+        }
+        if self.jwt_issuer.is_none() {
+            self.jwt_issuer = Some(base.clone());
+        }
+        if self.jwt_audience.is_empty() {
+            self.jwt_audience = vec![base];
+        }
     }
 
     /// Checks values that would make the engine misbehave.
