@@ -337,3 +337,146 @@ async fn replicas_starting_at_once_all_open_the_same_schema() {
         1
     );
 }
+
+// ---------------------------------------------------------------------------
+// import-history
+
+use chatkit_engine::todo::history::{HistoryShape, ImportOptions, import_history};
+
+async fn imports_once(chat: &str, shape: HistoryShape, user: &str, expected: (u64, u64, u64)) {
+    let db = app_db(&[USERS, TASKS_SQLMODEL, chat]).await;
+    let before = app_chat_hashes(&db).await;
+    let app = app_on(&db).await;
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+
+    // A dry run counts and writes nothing.
+    let dry = ImportOptions {
+        dry_run: true,
+        ..ImportOptions::default()
+    };
+    let report = import_history(&store, &dry).await.unwrap();
+    assert_eq!(report.shape, Some(shape));
+    assert_eq!(
+        (
+            report.threads_imported,
+            report.messages_imported,
+            report.tool_rows_skipped
+        ),
+        expected,
+        "{report}"
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT COUNT(*) FROM chatkit.chat_sessions")
+            .await,
+        0
+    );
+
+    let report = import_history(&store, &ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.threads_imported,
+            report.messages_imported,
+            report.tool_rows_skipped
+        ),
+        expected,
+        "{report}"
+    );
+    assert!(report.warnings.is_empty(), "{report}");
+    // Idempotent: a second run finds everything there.
+    let again = import_history(&store, &ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.threads_imported, again.messages_imported),
+        (0, 0),
+        "{again}"
+    );
+    assert_eq!(again.threads_existing, expected.0);
+    assert_eq!(app_chat_hashes(&db).await, before, "the source changed");
+
+    // The imported thread lists, loads and continues like any other.
+    let listed = call_json(
+        &app.engine,
+        user,
+        json!({"type": "threads.list", "params": {}}),
+    )
+    .await;
+    let thread_id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    let stored = items(&app.engine, user, &thread_id).await;
+    let kinds: Vec<&str> = stored.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["user_message", "assistant_message"]);
+    call_stream(&app.engine, user, add_message(&thread_id, "show my tasks")).await;
+    assert!(items(&app.engine, user, &thread_id).await.len() >= 4);
+    // Nobody else sees it.
+    let other = if user == "alice" { "bob" } else { "alice" };
+    let theirs = call_json(
+        &app.engine,
+        other,
+        json!({"type": "threads.list", "params": {}}),
+    )
+    .await;
+    assert_eq!(theirs["data"].as_array().unwrap().len(), 0);
+    listed["data"][0]["title"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+}
+
+#[tokio::test]
+async fn import_history_copies_the_current_chat_shape_once_and_a_dry_run_changes_nothing() {
+    imports_once(CHAT_CURRENT, HistoryShape::Current, "alice", (1, 2, 1)).await;
+}
+
+#[tokio::test]
+async fn import_history_copies_the_older_chat_shape_once() {
+    imports_once(CHAT_OLDER, HistoryShape::Older, "bob", (1, 2, 0)).await;
+}
+
+#[tokio::test]
+async fn import_history_keeps_titles_order_and_timestamps_and_warns_on_malformed_rows() {
+    let db = app_db(&[USERS, TASKS_SQLMODEL, CHAT_CURRENT]).await;
+    // A message with an unknown sender is malformed.
+    db.execute(
+        "ALTER TABLE public.chat_messages DROP CONSTRAINT chat_messages_sender_type_check; \
+         INSERT INTO public.chat_messages VALUES ('66666666-6666-4666-8666-666666666666', \
+         '22222222-2222-4222-8222-222222222222', 'alice', '?', 'robot', NULL, now(), NULL);",
+    )
+    .await;
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let only_bob = ImportOptions {
+        user: Some("bob".into()),
+        ..ImportOptions::default()
+    };
+    assert_eq!(import_history(&store, &only_bob).await.unwrap().sessions, 0);
+    let report = import_history(&store, &ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.warnings.len(), 1, "{report}");
+    assert!(report.warnings[0].contains("66666666-6666-4666-8666-666666666666"));
+    assert_eq!(report.messages_imported, 2);
+    let alice = RequestContext::new("alice");
+    let thread = store
+        .load_thread("thr_22222222222242228222222222222222", &alice)
+        .await
+        .unwrap();
+    assert_eq!(thread.title.as_deref(), Some("Groceries"));
+    assert_eq!(thread.created_at.to_string(), "2026-01-10T09:00:00Z");
+    let page = store
+        .load_thread_items(&thread.id, None, 10, Order::Asc, &alice)
+        .await
+        .unwrap();
+    let texts: Vec<String> = page
+        .data
+        .iter()
+        .map(|item| {
+            serde_json::to_value(item).unwrap()["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["add milk", "Added \"milk\"."]);
+    assert_eq!(page.data[1].created_at.to_string(), "2026-01-10T09:00:05Z");
+}

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod agents;
+pub mod history;
 pub mod language;
 pub mod offline;
 pub mod table;
