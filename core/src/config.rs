@@ -384,4 +384,50 @@ mod tests {
         };
         assert_eq!(bad.validate().unwrap_err().code(), "invalid_config");
     }
+
+    #[test]
+    fn database_schema_task_table_and_better_auth_url_come_from_the_environment() {
+        let mut config = EngineConfig::default();
+        assert_eq!(
+            (config.database_schema.as_str(), config.tasks_table.as_str()),
+            ("chatkit", "public.tasks")
+        );
+        config
+            .apply_env(|name| match name {
+                "DATABASE_SCHEMA" => Some("chat_engine".into()),
+                "TASKS_TABLE" => Some("app.todo".into()),
+                "BETTER_AUTH_URL" => Some("https://app.example.com/".into()),
+                "JWT_AUDIENCE" => Some("backend".into()),
+                _ => None,
+            })
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.database_schema, "chat_engine");
+        assert_eq!(config.tasks_table, "app.todo");
+        assert_eq!(
+            config.jwks_url.as_deref(),
+            Some("https://app.example.com/api/auth/jwks")
+        );
+        assert_eq!(
+            config.jwt_issuer.as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(config.jwt_audience, ["backend"], "explicit settings win");
+        assert!(config.validate().is_ok());
+        for (schema, table) in [
+            ("pg_catalog", "public.tasks"),
+            ("chatkit", "a.b.c"),
+            ("", "tasks"),
+        ] {
+            let bad = EngineConfig {
+                database_schema: schema.into(),
+                tasks_table: table.into(),
+                ..EngineConfig::default()
+            };
+            assert_eq!(
+                bad.validate().map_err(|e| e.code()).err(),
+                Some("invalid_config"),
+                "{schema} {table}"
+            );
+        }
+    }
 }

@@ -336,6 +336,15 @@ async fn replicas_starting_at_once_all_open_the_same_schema() {
             .await,
         1
     );
+    // On an empty database the replicas also create the task table once.
+    let empty = app_db(&[]).await;
+    let apps = (0..4).map(|_| app_on(&empty));
+    let apps = futures::future::join_all(apps).await;
+    assert_eq!(apps.len(), 4);
+    assert_eq!(
+        empty.scalar_i64("SELECT COUNT(*) FROM public.tasks").await,
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------

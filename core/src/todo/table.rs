@@ -699,35 +699,7 @@ async fn prepare_table(conn: &mut sqlx::PgConnection, name: &TableName) -> Resul
         .fetch_one(&mut *conn)
         .await?;
     if !exists {
-        let schema: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-                .bind(&name.schema)
-                .fetch_one(&mut *conn)
-                .await?;
-        if !schema {
-            return Err(Error::Config(format!(
-                "the task table {name} cannot be created: schema `{}` does not exist",
-                name.schema
-            )));
-        }
-        sqlx::query(&CREATE_TABLE.replace("{t}", &table))
-            .execute(&mut *conn)
-            .await?;
-        for (index, column) in [
-            ("userId", r#""userId""#),
-            ("status", "status"),
-            ("priority", "priority"),
-            ("category", "category"),
-            ("dueDate", r#""dueDate""#),
-        ] {
-            let index = quote_ident(&format!("ix_{}_{index}", name.table));
-            sqlx::query(&format!(
-                "CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})"
-            ))
-            .execute(&mut *conn)
-            .await?;
-        }
-        tracing::info!(table = %name, "created the task table");
+        create_table(conn, name, &table).await?;
     }
     let columns: Vec<(String, String)> = sqlx::query_as(
         "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns \
@@ -764,6 +736,57 @@ async fn prepare_table(conn: &mut sqlx::PgConnection, name: &TableName) -> Resul
         naive("createdAt"),
         naive("updatedAt"),
     ]))
+}
+
+/// The advisory lock key held while a missing task table is created, so
+/// replicas starting together do not race (`chatkit_tasks` in ASCII).
+const TASK_TABLE_LOCK: i64 = 0x0063_6b5f_7461_736b;
+
+/// Creates the task table and its indexes, once, under [`TASK_TABLE_LOCK`].
+async fn create_table(conn: &mut sqlx::PgConnection, name: &TableName, table: &str) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(TASK_TABLE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        return Ok(tx.commit().await?);
+    }
+    let schema: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&name.schema)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !schema {
+        return Err(Error::Config(format!(
+            "the task table {name} cannot be created: schema `{}` does not exist",
+            name.schema
+        )));
+    }
+    sqlx::query(&CREATE_TABLE.replace("{t}", table))
+        .execute(&mut *tx)
+        .await?;
+    for (index, column) in [
+        ("userId", r#""userId""#),
+        ("status", "status"),
+        ("priority", "priority"),
+        ("category", "category"),
+        ("dueDate", r#""dueDate""#),
+    ] {
+        let index = quote_ident(&format!("ix_{}_{index}", name.table));
+        sqlx::query(&format!(
+            "CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tracing::info!(table = %name, "created the task table");
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Turns the app's constraint failures into errors the model can act on.
