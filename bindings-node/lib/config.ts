@@ -10,6 +10,10 @@
 export interface EngineConfig {
   /** `sqlite://file.db`, `sqlite::memory:` or `postgres://...` (default `sqlite://chatkit.db`). */
   databaseUrl?: string;
+  /** PostgreSQL schema of the engine's own tables, created by the migration (default `chatkit`). */
+  databaseSchema?: string;
+  /** The app's task table on PostgreSQL, `schema.table` (default `public.tasks`). */
+  tasksTable?: string;
   /** API key of an OpenAI-compatible provider; without one the offline scripted model answers. */
   openaiApiKey?: string | null;
   /** The provider's base URL (default OpenAI's). */
@@ -26,6 +30,11 @@ export interface EngineConfig {
   openaiHttp2PriorKnowledge?: boolean;
   /** URL of the JWKS to verify Bearer tokens with (e.g. Better Auth's `/api/auth/jwks`). */
   jwksUrl?: string | null;
+  /**
+   * The Better Auth app's base URL: alone it sets the JWKS URL
+   * (`{url}/api/auth/jwks`), issuer and audience (`{url}`); explicit settings win.
+   */
+  betterAuthUrl?: string | null;
   /** An inline JWKS document (JSON text). */
   jwks?: string | null;
   /** A shared HS256 secret. */

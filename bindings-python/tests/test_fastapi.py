@@ -71,6 +71,9 @@ async def test_full_turns_through_fastapi_share_the_tasks_table(database_url: st
         doc = await client.post("/chatkit", content=get_thread(thread_id), headers=alice)
         assert doc.headers["content-type"] == "application/json"
         assert len(assistant_text(doc.json())) == 2
+        # the app's path answers the same
+        same = await client.post("/api/chatkit", content=get_thread(thread_id), headers=alice)
+        assert same.json() == doc.json()
 
 
 async def test_errors_become_json_with_the_right_status(sqlite_url: str) -> None:

@@ -17,6 +17,12 @@ pub struct EngineConfig {
     /// Where threads and tasks live: `sqlite://file.db` or `postgres://...`
     /// (env `DATABASE_URL`; default `sqlite://chatkit.db`).
     pub database_url: String,
+    /// PostgreSQL schema of the engine's own tables, created by the
+    /// migration (env `DATABASE_SCHEMA`; default `chatkit`). SQLite ignores it.
+    pub database_schema: String,
+    /// The app's task table on PostgreSQL, `schema.table` (env `TASKS_TABLE`;
+    /// default `public.tasks`). SQLite ignores it.
+    pub tasks_table: String,
 
     /// API key of an OpenAI-compatible provider (env `OPENAI_API_KEY`).
     /// Without one the engine uses the offline scripted model.
@@ -37,6 +43,12 @@ pub struct EngineConfig {
     /// URL of the JWKS to verify Bearer tokens with (env `JWKS_URL`), e.g.
     /// Better Auth's `https://app.example.com/api/auth/jwks`.
     pub jwks_url: Option<String>,
+    /// The Better Auth app's base URL (env `BETTER_AUTH_URL`), e.g.
+    /// `https://app.example.com`. Alone it sets what Better Auth's JWT plugin
+    /// issues: JWKS at `{url}/api/auth/jwks`, issuer and audience `{url}`;
+    /// `jwks_url`, `jwt_issuer` and `jwt_audience` win when set
+    /// (see [`EngineConfig::apply_better_auth`]).
+    pub better_auth_url: Option<String>,
     /// An inline JWKS document (env `JWKS`).
     pub jwks: Option<String>,
     /// A shared HS256 secret (env `JWT_SECRET`).
@@ -85,12 +97,15 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             database_url: "sqlite://chatkit.db".to_owned(),
+            database_schema: crate::store::DEFAULT_SCHEMA.to_owned(),
+            tasks_table: crate::todo::DEFAULT_TASKS_TABLE.to_owned(),
             openai_api_key: None,
             openai_base_url: None,
             chat_model: None,
             model_headers: BTreeMap::new(),
             openai_http2_prior_knowledge: false,
             jwks_url: None,
+            better_auth_url: None,
             jwks: None,
             jwt_secret: None,
             jwt_issuer: None,
@@ -118,6 +133,8 @@ impl fmt::Debug for EngineConfig {
         let secret = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
         f.debug_struct("EngineConfig")
             .field("database_url", &redact_url(&self.database_url))
+            .field("database_schema", &self.database_schema)
+            .field("tasks_table", &self.tasks_table)
             .field("openai_api_key", &secret(&self.openai_api_key))
             .field("openai_base_url", &self.openai_base_url)
             .field("chat_model", &self.chat_model)
@@ -126,6 +143,7 @@ impl fmt::Debug for EngineConfig {
                 &self.model_headers.keys().collect::<Vec<_>>(),
             )
             .field("jwks_url", &self.jwks_url)
+            .field("better_auth_url", &self.better_auth_url)
             .field("jwks", &self.jwks.as_ref().map(|_| "<inline>"))
             .field("jwt_secret", &secret(&self.jwt_secret))
             .field("jwt_issuer", &self.jwt_issuer)
@@ -175,10 +193,17 @@ impl EngineConfig {
                 *slot = Some(v);
             }
         };
+        if let Some(v) = get("DATABASE_SCHEMA") {
+            self.database_schema = v;
+        }
+        if let Some(v) = get("TASKS_TABLE") {
+            self.tasks_table = v;
+        }
         text("OPENAI_API_KEY", &mut self.openai_api_key);
         text("OPENAI_BASE_URL", &mut self.openai_base_url);
         text("CHAT_MODEL", &mut self.chat_model);
         text("JWKS_URL", &mut self.jwks_url);
+        text("BETTER_AUTH_URL", &mut self.better_auth_url);
         text("JWKS", &mut self.jwks);
         text("JWT_SECRET", &mut self.jwt_secret);
         text("JWT_ISSUER", &mut self.jwt_issuer);
@@ -227,7 +252,52 @@ impl EngineConfig {
         if let Some(v) = number("MAX_BODY_BYTES")? {
             self.max_body_bytes = v as usize;
         }
+        self.apply_better_auth();
         Ok(())
+    }
+
+    /// Fills the JWT settings left unset from [`EngineConfig::better_auth_url`],
+    /// the way Better Auth's JWT plugin issues tokens:
+    ///
+    /// | Setting | From `BETTER_AUTH_URL=https://app.example.com` |
+    /// |---|---|
+    /// | `jwks_url` | `https://app.example.com/api/auth/jwks` |
+    /// | `jwt_issuer` | `https://app.example.com` |
+    /// | `jwt_audience` | `["https://app.example.com"]` |
+    ///
+    /// Settings already given win; calling it twice changes nothing.
+    ///
+    /// ```
+    /// use chatkit_engine::EngineConfig;
+    /// let mut config = EngineConfig {
+    ///     better_auth_url: Some("https://app.example.com/".into()),
+    ///     jwt_issuer: Some("https://auth.example.com".into()),
+    ///     ..EngineConfig::default()
+    /// };
+    /// config.apply_better_auth();
+    /// assert_eq!(config.jwks_url.as_deref(), Some("https://app.example.com/api/auth/jwks"));
+    /// assert_eq!(config.jwt_issuer.as_deref(), Some("https://auth.example.com"));
+    /// assert_eq!(config.jwt_audience, ["https://app.example.com"]);
+    /// ```
+    pub fn apply_better_auth(&mut self) {
+        let Some(base) = self
+            .better_auth_url
+            .as_deref()
+            .map(|url| url.trim().trim_end_matches('/'))
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        if self.jwks_url.is_none() && self.jwks.is_none() {
+            self.jwks_url = Some(format!("{base}/api/auth/jwks"));
+        }
+        if self.jwt_issuer.is_none() {
+            self.jwt_issuer = Some(base.clone());
+        }
+        if self.jwt_audience.is_empty() {
+            self.jwt_audience = vec![base];
+        }
     }
 
     /// Checks values that would make the engine misbehave.
@@ -251,6 +321,8 @@ impl EngineConfig {
         if self.tool_timeout_secs == 0 {
             return Err(Error::Config("tool_timeout_secs must be at least 1".into()));
         }
+        crate::store::pg_schema::validate_schema(&self.database_schema)?;
+        crate::todo::TableName::parse(&self.tasks_table)?;
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
@@ -311,5 +383,51 @@ mod tests {
             ..EngineConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().code(), "invalid_config");
+    }
+
+    #[test]
+    fn database_schema_task_table_and_better_auth_url_come_from_the_environment() {
+        let mut config = EngineConfig::default();
+        assert_eq!(
+            (config.database_schema.as_str(), config.tasks_table.as_str()),
+            ("chatkit", "public.tasks")
+        );
+        config
+            .apply_env(|name| match name {
+                "DATABASE_SCHEMA" => Some("chat_engine".into()),
+                "TASKS_TABLE" => Some("app.todo".into()),
+                "BETTER_AUTH_URL" => Some("https://app.example.com/".into()),
+                "JWT_AUDIENCE" => Some("backend".into()),
+                _ => None,
+            })
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.database_schema, "chat_engine");
+        assert_eq!(config.tasks_table, "app.todo");
+        assert_eq!(
+            config.jwks_url.as_deref(),
+            Some("https://app.example.com/api/auth/jwks")
+        );
+        assert_eq!(
+            config.jwt_issuer.as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(config.jwt_audience, ["backend"], "explicit settings win");
+        assert!(config.validate().is_ok());
+        for (schema, table) in [
+            ("pg_catalog", "public.tasks"),
+            ("chatkit", "a.b.c"),
+            ("", "tasks"),
+        ] {
+            let bad = EngineConfig {
+                database_schema: schema.into(),
+                tasks_table: table.into(),
+                ..EngineConfig::default()
+            };
+            assert_eq!(
+                bad.validate().map_err(|e| e.code()).err(),
+                Some("invalid_config"),
+                "{schema} {table}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use chatkit_engine::agents::{RunConfig, Runner};
 use chatkit_engine::engine::ChatEngine;
 use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
 use chatkit_engine::todo::language::{self, Language};
-use chatkit_engine::todo::{self, Assistant, TaskQuery, TaskStore};
+use chatkit_engine::todo::{self, Assistant, PgTaskTable, TaskQuery, TaskStore};
 use db::{Backend, TestDb};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -33,7 +33,10 @@ async fn fixture(backend: Backend) -> Fixture {
         }
         Backend::Postgres => {
             let store = PostgresStore::connect(&db.url).await.unwrap();
-            (Arc::new(store.clone()), Arc::new(store))
+            let tasks = PgTaskTable::open(&store, todo::DEFAULT_TASKS_TABLE)
+                .await
+                .unwrap();
+            (Arc::new(store), Arc::new(tasks))
         }
     };
     let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));

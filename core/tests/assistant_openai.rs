@@ -32,7 +32,7 @@ async fn engine_with(db: &TestDb, server: &OpenAiServer, dialect: Dialect) -> (C
         .build()
         .unwrap();
     let runner = Runner::new(RunConfig::new(Arc::new(model)));
-    let tasks = todo::task_table(&database);
+    let tasks = todo::task_table(&database).await.unwrap();
     let responder = Assistant::new(tasks.clone(), runner);
     let engine = ChatEngine::builder()
         .shared_store(database.store())

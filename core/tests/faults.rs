@@ -90,7 +90,7 @@ async fn provider_engine(db: &TestDb, server: &OpenAiServer, attempts: u32) -> C
         .build()
         .unwrap();
     let responder = Assistant::new(
-        todo::task_table(&database),
+        todo::task_table(&database).await.unwrap(),
         Runner::new(RunConfig::new(Arc::new(model))),
     );
     ChatEngine::builder()

@@ -104,7 +104,7 @@ impl Fixture {
         let db = TestDb::new(backend).await;
         let database = store::connect(&db.url).await.unwrap();
         let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));
-        let assistant = Assistant::new(todo::task_table(&database), runner);
+        let assistant = Assistant::new(todo::task_table(&database).await.unwrap(), runner);
         let tools = assistant.tools().clone();
         let engine = ChatEngine::builder()
             .shared_store(database.store())
@@ -220,7 +220,7 @@ async fn rows(db: &TestDb, sql: &str) -> Vec<Vec<Option<String>>> {
                 .collect()
         }
         Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let mut conn = db.pg_connection().await;
             let found = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
             conn.close().await.unwrap();
             found

@@ -14,8 +14,8 @@ mod db;
 use chatkit_engine::protocol::{Order, Timestamp};
 use chatkit_engine::store::{PostgresStore, SqliteStore};
 use chatkit_engine::todo::{
-    DEFAULT_LIST_LIMIT, MAX_TASKS, NewTask, TASK_TOOL_NAMES, TaskQuery, TaskSortBy, TaskStore,
-    task_tools,
+    DEFAULT_LIST_LIMIT, DEFAULT_TASKS_TABLE, MAX_TASKS, NewTask, PgTaskTable, TASK_TOOL_NAMES,
+    TaskQuery, TaskSortBy, TaskStore, task_tools,
 };
 use chatkit_engine::tools::{ToolContext, ToolSet};
 use chatkit_engine::{Error, RequestContext};
@@ -100,7 +100,10 @@ impl Fixture {
     async fn postgres() -> Self {
         let db = TestDb::postgres().await;
         let store = PostgresStore::connect(&db.url).await.unwrap();
-        Self::new(Arc::new(store.clone()), Backend::Postgres(store, db))
+        let tasks = PgTaskTable::open(&store, DEFAULT_TASKS_TABLE)
+            .await
+            .unwrap();
+        Self::new(Arc::new(tasks), Backend::Postgres(store, db))
     }
 
     fn new(store: Arc<dyn TaskStore>, backend: Backend) -> Self {

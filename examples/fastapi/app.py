@@ -2,7 +2,8 @@
 
     uvicorn app:app            # config from the environment: DATABASE_URL, JWT_SECRET or JWKS_URL, OPENAI_API_KEY ...
 
-``POST /chatkit`` is the whole ChatKit backend; ``/api/{user_id}/tasks...`` are
+``POST /api/chatkit`` (the path the app's Next.js route forwards to) and
+``POST /chatkit`` are the whole ChatKit backend; ``/api/{user_id}/tasks...`` are
 the existing app's task routes over the same ``tasks`` table (through the
 engine's task tools), so what the chat changes the UI lists and vice versa.
 """
@@ -25,6 +26,7 @@ def create_app(engine: ChatEngine) -> FastAPI:
     async def engine_error(_request: Request, err: ChatKitError) -> Response:
         return Response(err.body, status_code=err.http_status, media_type="application/json")
 
+    @app.post("/api/chatkit")
     @app.post("/chatkit")
     async def chatkit(request: Request) -> Response:
         ctx = await engine.authenticate(request.headers.get("authorization"))

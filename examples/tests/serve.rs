@@ -51,6 +51,12 @@ fn config(extra: &[&str]) -> Result<ServeConfig, String> {
     args.jwks_url = None;
     args.jwt_issuer = None;
     args.jwt_audience.clear();
+    if !given("--better-auth-url") {
+        args.better_auth_url = None;
+    }
+    if !given("--chatkit-path") {
+        args.chatkit_path = "/api/chatkit".into();
+    }
     if !given("--cors-origin") {
         args.cors_origins.clear();
     }
@@ -1497,4 +1503,82 @@ async fn a_busy_thread_answers_with_an_error_event_clients_can_match() {
     assert_eq!(events[0]["allow_retry"], true);
     while first.chunk().await.unwrap().is_some() {}
     server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn chatkit_is_answered_at_the_apps_api_path_as_well_as_chatkit() {
+    let server = start(&[]).await;
+    let token = server.dev_token("alice").await;
+    for path in ["/chatkit", "/api/chatkit"] {
+        let res = server
+            .http
+            .post(server.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(r#"{"type":"threads.list","params":{}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    server.stop().await.unwrap();
+
+    let server = start(&["--chatkit-path", "/backend/chat"]).await;
+    let token = server.dev_token("alice").await;
+    let res = server
+        .http
+        .post(server.url("/backend/chat"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"type":"threads.list","params":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    server.stop().await.unwrap();
+    let err = config(&["--chatkit-path", "api/chatkit"]).unwrap_err();
+    assert!(err.contains("CHATKIT_PATH"), "{err}");
+}
+
+#[tokio::test]
+async fn better_auth_url_alone_sets_jwks_issuer_and_audience_and_explicit_settings_win() {
+    let args = Args::try_parse_from(["serve", "--database-url", "sqlite::memory:"]).unwrap();
+    let config = ServeConfig::from_args(args, |name| {
+        (name == "BETTER_AUTH_URL").then(|| "https://app.example.com".to_owned())
+    });
+    // clap reads BETTER_AUTH_URL itself in a real process; here the engine's
+    // environment lookup does.
+    let config = config.unwrap();
+    assert_eq!(config.identity, IdentityMode::Jwt);
+    assert_eq!(
+        config.engine.jwks_url.as_deref(),
+        Some("https://app.example.com/api/auth/jwks")
+    );
+    assert_eq!(
+        config.engine.jwt_issuer.as_deref(),
+        Some("https://app.example.com")
+    );
+    assert_eq!(config.engine.jwt_audience, ["https://app.example.com"]);
+
+    let config = config_with_auth(&[
+        "--better-auth-url",
+        "https://app.example.com/",
+        "--jwt-audience",
+        "chat-backend",
+    ]);
+    assert_eq!(config.engine.jwt_audience, ["chat-backend"]);
+    assert_eq!(
+        config.engine.jwt_issuer.as_deref(),
+        Some("https://app.example.com")
+    );
+}
+
+fn config_with_auth(extra: &[&str]) -> ServeConfig {
+    let mut argv = vec!["serve", "--database-url", "sqlite::memory:"];
+    argv.extend_from_slice(extra);
+    let mut args = Args::try_parse_from(argv).unwrap();
+    args.jwks_url = None;
+    args.jwt_issuer = None;
+    args.jwt_secret = None;
+    ServeConfig::from_args(args, |_| None).unwrap()
 }

@@ -3,6 +3,8 @@
 -- Payloads are the exact wire JSON (protocol::json) kept as TEXT, never JSONB:
 -- JSONB reorders keys and the client needs the original key order.
 -- `seq` is the monotonic order key; an upsert keeps the row, hence its seq.
+-- Runs with search_path set to the engine schema (default `chatkit`), so the
+-- names below are created there, never next to the app's tables.
 
 CREATE TABLE chat_sessions (
     seq        BIGSERIAL   NOT NULL UNIQUE,
@@ -50,26 +52,3 @@ CREATE TABLE chat_feedback (
     PRIMARY KEY (user_id, thread_id, item_id),
     FOREIGN KEY (user_id, thread_id) REFERENCES chat_sessions (user_id, id) ON DELETE CASCADE
 );
-
--- The task table of the existing to-do app, exactly as it is in production
--- (quoted camelCase columns included). It usually exists already, so it is
--- only created when absent.
-CREATE TABLE IF NOT EXISTS tasks (
-    id          UUID         PRIMARY KEY,
-    title       VARCHAR(255) NOT NULL,
-    description TEXT,
-    priority    TEXT         NOT NULL,
-    category    TEXT         NOT NULL,
-    status      TEXT         NOT NULL DEFAULT 'pending',
-    completed   BOOLEAN      NOT NULL DEFAULT false,
-    "dueDate"   TIMESTAMP,
-    "createdAt" TIMESTAMP    NOT NULL,
-    "updatedAt" TIMESTAMP    NOT NULL,
-    "userId"    TEXT         NOT NULL
-);
-
-CREATE INDEX IF NOT EXISTS "ix_tasks_userId" ON tasks ("userId");
-CREATE INDEX IF NOT EXISTS ix_tasks_status ON tasks (status);
-CREATE INDEX IF NOT EXISTS ix_tasks_priority ON tasks (priority);
-CREATE INDEX IF NOT EXISTS ix_tasks_category ON tasks (category);
-CREATE INDEX IF NOT EXISTS "ix_tasks_dueDate" ON tasks ("dueDate");

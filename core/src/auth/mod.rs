@@ -160,11 +160,16 @@ impl JwtVerifier {
     /// The verifier the configuration asks for, or `None` when it names no
     /// JWKS URL, inline JWKS or HS256 secret.
     ///
-    /// Uses `jwks_url`, `jwks`, `jwt_secret` (all that are set),
+    /// Uses `jwks_url`, `jwks`, `jwt_secret` (all that are set; unset JWT
+    /// settings come from `better_auth_url`, see
+    /// [`EngineConfig::apply_better_auth`]),
     /// `jwt_issuer`, `jwt_audience`, `jwt_leeway_secs` and
     /// `jwks_refresh_secs`. The JWKS URL is fetched lazily, on the first
     /// verification (or [`JwtVerifier::refresh`]).
     pub async fn from_config(config: &EngineConfig) -> Result<Option<Self>> {
+        let mut config = config.clone();
+        config.apply_better_auth();
+        let config = &config;
         if config.jwks_url.is_none() && config.jwks.is_none() && config.jwt_secret.is_none() {
             return Ok(None);
         }

@@ -28,10 +28,12 @@
 //! ```
 
 mod pg_pool;
+pub mod pg_schema;
 mod postgres;
 mod sqlite;
 
 pub use pg_pool::{PgConnectionPool, PoolSettings, PooledConnection};
+pub use pg_schema::{DEFAULT_SCHEMA, MigrationReport};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -177,12 +179,19 @@ impl Database {
 }
 
 /// Opens the database a URL names: `postgres://` / `postgresql://` for
-/// [`PostgresStore`], `sqlite:` for [`SqliteStore`] (a file path such as
-/// `sqlite://chat.db` is created if missing). Migrations are applied.
+/// [`PostgresStore`] (engine tables in [`DEFAULT_SCHEMA`]), `sqlite:` for
+/// [`SqliteStore`] (a file path such as `sqlite://chat.db` is created if
+/// missing). Migrations are applied.
 pub async fn connect(database_url: &str) -> Result<Database> {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+    connect_in(database_url, DEFAULT_SCHEMA).await
+}
+
+/// [`connect`] with the PostgreSQL engine tables in `schema` (SQLite has no
+/// schemas and ignores it).
+pub async fn connect_in(database_url: &str, schema: &str) -> Result<Database> {
+    if is_postgres_url(database_url) {
         Ok(Database::Postgres(
-            PostgresStore::connect(database_url).await?,
+            PostgresStore::connect_in(database_url, schema).await?,
         ))
     } else if database_url.starts_with("sqlite:") {
         Ok(Database::Sqlite(SqliteStore::connect(database_url).await?))
@@ -192,6 +201,11 @@ pub async fn connect(database_url: &str) -> Result<Database> {
             database_url.split(':').next().unwrap_or_default()
         )))
     }
+}
+
+/// Whether a URL names a PostgreSQL database.
+pub fn is_postgres_url(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }
 
 /// Opens the store a database URL names (see [`connect`]).

@@ -3,10 +3,12 @@
 //! Payloads are kept as the exact wire JSON in `TEXT` columns (never `JSONB`,
 //! which reorders keys), timestamps as `TIMESTAMPTZ` (microsecond precision),
 //! and every table has a monotonic `seq` (`BIGSERIAL`) that orders threads and
-//! items. The schema lives in `migrations/postgres` and is applied when the
-//! store opens.
+//! items. The tables live in the engine schema (default `chatkit`, see
+//! [`super::pg_schema`]); `migrations/postgres` is applied there when the
+//! store opens, and every statement names the schema.
 
 use super::pg_pool::{PgConnectionPool, PoolSettings};
+use super::pg_schema::{self, DEFAULT_SCHEMA, MigrationReport, quote_ident, validate_schema};
 use super::{Store, clamp_limit};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
@@ -18,45 +20,92 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, Row};
 use std::str::FromStr;
-
-/// The embedded PostgreSQL migrations (`migrations/postgres`).
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+use std::sync::Arc;
 
 /// A [`Store`] on PostgreSQL: the production backend.
 ///
+/// The tables live in the engine schema ([`DEFAULT_SCHEMA`] unless chosen with
+/// [`PostgresStore::connect_in`]); see [`super::pg_schema`] for the rules.
 /// Cloning is cheap and clones share the connection pool.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgConnectionPool,
+    schema: Arc<str>,
+    sql: Arc<Sql>,
 }
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` / `postgresql://` URL names
-    /// and applies the migrations, with the default [`PoolSettings`].
+    /// and applies the migrations in the default schema, with the default
+    /// [`PoolSettings`].
     ///
     /// TLS follows the URL's `sslmode` (Neon URLs carry `sslmode=require`).
     /// Idle connections are recycled before a serverless endpoint would drop
     /// them, and one that sat idle for half a second or more is checked
     /// before it is handed out.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_in(url, DEFAULT_SCHEMA).await
+    }
+
+    /// [`PostgresStore::connect`] with the engine tables in `schema`.
+    pub async fn connect_in(url: &str, schema: &str) -> Result<Self> {
+        let pool = Self::pool_for(url).await?;
+        Self::with_pool_in(pool, schema).await
+    }
+
+    /// A pool on the database a URL names (no migration).
+    pub async fn pool_for(url: &str) -> Result<PgConnectionPool> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|err| Error::Config(format!("invalid PostgreSQL URL: {err}")))?;
         let pool = PgConnectionPool::connect(options, PoolSettings::default()).await?;
         tracing::debug!("connected to PostgreSQL");
-        Self::with_pool(pool).await
+        Ok(pool)
     }
 
-    /// Uses an existing pool and applies the migrations.
+    /// Uses an existing pool and applies the migrations in the default schema.
     pub async fn with_pool(pool: PgConnectionPool) -> Result<Self> {
+        Self::with_pool_in(pool, DEFAULT_SCHEMA).await
+    }
+
+    /// Uses an existing pool and applies the migrations in `schema`.
+    pub async fn with_pool_in(pool: PgConnectionPool, schema: &str) -> Result<Self> {
+        let report = Self::migrate(&pool, schema).await?;
+        tracing::debug!(
+            schema,
+            applied = report.applied.len(),
+            "PostgreSQL migrations applied"
+        );
+        Self::without_migrating(pool, schema)
+    }
+
+    /// A store on tables already migrated (by `chatkit-admin migrate` over a
+    /// direct connection, for instance): nothing is created or checked.
+    pub fn without_migrating(pool: PgConnectionPool, schema: &str) -> Result<Self> {
+        validate_schema(schema)?;
+        Ok(Self {
+            sql: Arc::new(Sql::new(schema)),
+            schema: Arc::from(schema),
+            pool,
+        })
+    }
+
+    /// Creates the engine schema, moves an earlier layout into it and
+    /// applies the migrations (see [`super::pg_schema`]); says what it did.
+    pub async fn migrate(pool: &PgConnectionPool, schema: &str) -> Result<MigrationReport> {
         let mut conn = pool.acquire().await?;
-        MIGRATOR.run_direct(conn.get()?).await?;
+        // On error the connection is dropped, not released: closing it also
+        // frees the advisory lock.
+        let report = pg_schema::migrate(conn.get()?, schema).await?;
         conn.release();
-        tracing::debug!("PostgreSQL migrations applied");
-        Ok(Self { pool })
+        Ok(report)
+    }
+
+    /// The schema of the engine tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
     }
 
     /// The connection pool.
@@ -66,7 +115,7 @@ impl PostgresStore {
 
     /// `NotFound` unless the caller owns the thread.
     async fn require_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<()> {
-        let found = sqlx::query("SELECT 1 FROM chat_sessions WHERE user_id = $1 AND id = $2")
+        let found = sqlx::query(&self.sql.thread_exists)
             .bind(&ctx.user_id)
             .bind(thread_id)
             .fetch_optional(&self.pool)
@@ -87,22 +136,15 @@ impl PostgresStore {
         let payload = encode(item)?;
         // The ownership check and the write are one statement; on conflict
         // the row (and so its seq, its position) is kept.
-        let done = sqlx::query(
-            "INSERT INTO chat_messages (id, thread_id, user_id, item_type, created_at, payload) \
-             SELECT $1, $2, $3, $4, $5, $6 \
-             WHERE EXISTS (SELECT 1 FROM chat_sessions WHERE user_id = $3 AND id = $2) \
-             ON CONFLICT (user_id, thread_id, id) DO UPDATE SET \
-             item_type = EXCLUDED.item_type, created_at = EXCLUDED.created_at, \
-             payload = EXCLUDED.payload",
-        )
-        .bind(&item.id)
-        .bind(thread_id)
-        .bind(&ctx.user_id)
-        .bind(item.type_name())
-        .bind(item.created_at.as_datetime())
-        .bind(&payload)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(&self.sql.upsert_item)
+            .bind(&item.id)
+            .bind(thread_id)
+            .bind(&ctx.user_id)
+            .bind(item.type_name())
+            .bind(item.created_at.as_datetime())
+            .bind(&payload)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("thread", thread_id));
         }
@@ -113,41 +155,32 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn load_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<ThreadMetadata> {
-        let row = sqlx::query(
-            "SELECT created_at, payload FROM chat_sessions WHERE user_id = $1 AND id = $2",
-        )
-        .bind(&ctx.user_id)
-        .bind(thread_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::not_found("thread", thread_id))?;
+        let row = sqlx::query(&self.sql.load_thread)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::not_found("thread", thread_id))?;
         thread_from_row(&row)
     }
 
     async fn save_thread(&self, thread: &ThreadMetadata, ctx: &RequestContext) -> Result<()> {
         let payload = encode(thread)?;
-        let row = sqlx::query(
-            "INSERT INTO chat_sessions (id, user_id, title, created_at, updated_at, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (user_id, id) DO UPDATE SET \
-             title = EXCLUDED.title, updated_at = EXCLUDED.updated_at, \
-             payload = EXCLUDED.payload \
-             RETURNING created_at",
-        )
-        .bind(&thread.id)
-        .bind(&ctx.user_id)
-        .bind(thread.title.as_deref())
-        .bind(thread.created_at.as_datetime())
-        .bind(Utc::now())
-        .bind(&payload)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(&self.sql.save_thread)
+            .bind(&thread.id)
+            .bind(&ctx.user_id)
+            .bind(thread.title.as_deref())
+            .bind(thread.created_at.as_datetime())
+            .bind(Utc::now())
+            .bind(&payload)
+            .fetch_one(&self.pool)
+            .await?;
         // An existing thread keeps its creation time; keep the payload truthful.
         let created_at = Timestamp::from_utc(row.try_get::<DateTime<Utc>, _>("created_at")?);
         if created_at != thread.created_at {
             let mut kept = thread.clone();
             kept.created_at = created_at;
-            sqlx::query("UPDATE chat_sessions SET payload = $1 WHERE user_id = $2 AND id = $3")
+            sqlx::query(&self.sql.fix_thread_payload)
                 .bind(encode(&kept)?)
                 .bind(&ctx.user_id)
                 .bind(&thread.id)
@@ -167,26 +200,18 @@ impl Store for PostgresStore {
         let limit = clamp_limit(limit);
         let cursor = match after {
             Some(id) => {
-                let seq: Option<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM chat_sessions WHERE user_id = $1 AND id = $2",
-                )
-                .bind(&ctx.user_id)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                let seq: Option<i64> = sqlx::query_scalar(&self.sql.thread_seq)
+                    .bind(&ctx.user_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 Some(seq.ok_or_else(|| unknown_cursor(id))?)
             }
             None => None,
         };
         let sql = match order {
-            Order::Asc => {
-                "SELECT created_at, payload FROM chat_sessions WHERE user_id = $1 AND seq > $2 \
-                 ORDER BY seq ASC LIMIT $3"
-            }
-            Order::Desc => {
-                "SELECT created_at, payload FROM chat_sessions WHERE user_id = $1 AND seq < $2 \
-                 ORDER BY seq DESC LIMIT $3"
-            }
+            Order::Asc => &self.sql.threads_asc,
+            Order::Desc => &self.sql.threads_desc,
         };
         let rows = sqlx::query(sql)
             .bind(&ctx.user_id)
@@ -204,11 +229,7 @@ impl Store for PostgresStore {
     async fn delete_thread(&self, thread_id: &str, ctx: &RequestContext) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.get()?.begin().await?;
-        for sql in [
-            "DELETE FROM chat_feedback WHERE user_id = $1 AND thread_id = $2",
-            "DELETE FROM chat_messages WHERE user_id = $1 AND thread_id = $2",
-            "DELETE FROM chat_sessions WHERE user_id = $1 AND id = $2",
-        ] {
+        for sql in &self.sql.delete_thread {
             sqlx::query(sql)
                 .bind(&ctx.user_id)
                 .bind(thread_id)
@@ -234,15 +255,12 @@ impl Store for PostgresStore {
         // only runs when nothing was found, to tell the two cases apart.
         let cursor = match after {
             Some(id) => {
-                let seq: Option<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM chat_messages \
-                     WHERE user_id = $1 AND thread_id = $2 AND id = $3",
-                )
-                .bind(&ctx.user_id)
-                .bind(thread_id)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                let seq: Option<i64> = sqlx::query_scalar(&self.sql.item_seq)
+                    .bind(&ctx.user_id)
+                    .bind(thread_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 match seq {
                     Some(seq) => Some(seq),
                     None => {
@@ -254,14 +272,8 @@ impl Store for PostgresStore {
             None => None,
         };
         let sql = match order {
-            Order::Asc => {
-                "SELECT payload FROM chat_messages WHERE user_id = $1 AND thread_id = $2 \
-                 AND seq > $3 ORDER BY seq ASC LIMIT $4"
-            }
-            Order::Desc => {
-                "SELECT payload FROM chat_messages WHERE user_id = $1 AND thread_id = $2 \
-                 AND seq < $3 ORDER BY seq DESC LIMIT $4"
-            }
+            Order::Asc => &self.sql.items_asc,
+            Order::Desc => &self.sql.items_desc,
         };
         let payloads: Vec<String> = sqlx::query_scalar(sql)
             .bind(&ctx.user_id)
@@ -304,15 +316,13 @@ impl Store for PostgresStore {
         item_id: &str,
         ctx: &RequestContext,
     ) -> Result<ThreadItem> {
-        let payload: String = sqlx::query_scalar(
-            "SELECT payload FROM chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
-        )
-        .bind(&ctx.user_id)
-        .bind(thread_id)
-        .bind(item_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::not_found("item", item_id))?;
+        let payload: String = sqlx::query_scalar(&self.sql.load_item)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(item_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::not_found("item", item_id))?;
         decode(&payload, "item")
     }
 
@@ -324,10 +334,7 @@ impl Store for PostgresStore {
     ) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.get()?.begin().await?;
-        for sql in [
-            "DELETE FROM chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
-            "DELETE FROM chat_feedback WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
-        ] {
+        for sql in &self.sql.delete_item {
             sqlx::query(sql)
                 .bind(&ctx.user_id)
                 .bind(thread_id)
@@ -344,21 +351,15 @@ impl Store for PostgresStore {
         // `metadata` is never serialized, so it gets its own column.
         let payload = encode(attachment)?;
         let metadata = attachment.metadata.as_ref().map(encode).transpose()?;
-        sqlx::query(
-            "INSERT INTO chat_attachments (id, user_id, thread_id, payload, metadata, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (user_id, id) DO UPDATE SET \
-             thread_id = EXCLUDED.thread_id, payload = EXCLUDED.payload, \
-             metadata = EXCLUDED.metadata, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(&attachment.id)
-        .bind(&ctx.user_id)
-        .bind(attachment.thread_id.as_deref())
-        .bind(&payload)
-        .bind(metadata.as_deref())
-        .bind(Utc::now())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(&self.sql.save_attachment)
+            .bind(&attachment.id)
+            .bind(&ctx.user_id)
+            .bind(attachment.thread_id.as_deref())
+            .bind(&payload)
+            .bind(metadata.as_deref())
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -367,14 +368,12 @@ impl Store for PostgresStore {
         attachment_id: &str,
         ctx: &RequestContext,
     ) -> Result<Attachment> {
-        let row = sqlx::query(
-            "SELECT payload, metadata FROM chat_attachments WHERE user_id = $1 AND id = $2",
-        )
-        .bind(&ctx.user_id)
-        .bind(attachment_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::not_found("attachment", attachment_id))?;
+        let row = sqlx::query(&self.sql.load_attachment)
+            .bind(&ctx.user_id)
+            .bind(attachment_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::not_found("attachment", attachment_id))?;
         let payload: String = row.try_get("payload")?;
         let metadata: Option<String> = row.try_get("metadata")?;
         let mut attachment: Attachment = decode(&payload, "attachment")?;
@@ -385,7 +384,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_attachment(&self, attachment_id: &str, ctx: &RequestContext) -> Result<()> {
-        sqlx::query("DELETE FROM chat_attachments WHERE user_id = $1 AND id = $2")
+        sqlx::query(&self.sql.delete_attachment)
             .bind(&ctx.user_id)
             .bind(attachment_id)
             .execute(&self.pool)
@@ -405,20 +404,14 @@ impl Store for PostgresStore {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.get()?.begin().await?;
         for item_id in item_ids {
-            let done = sqlx::query(
-                "INSERT INTO chat_feedback (user_id, thread_id, item_id, kind, created_at) \
-                 SELECT $1, $2, $3, $4, $5 \
-                 WHERE EXISTS (SELECT 1 FROM chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3) \
-                 ON CONFLICT (user_id, thread_id, item_id) DO UPDATE SET \
-                 kind = EXCLUDED.kind, created_at = EXCLUDED.created_at",
-            )
-            .bind(&ctx.user_id)
-            .bind(thread_id)
-            .bind(item_id)
-            .bind(kind.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let done = sqlx::query(&self.sql.add_feedback)
+                .bind(&ctx.user_id)
+                .bind(thread_id)
+                .bind(item_id)
+                .bind(kind.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             // Only items of this thread can be rated.
             if done.rows_affected() == 0 {
                 tx.rollback().await?;
@@ -437,21 +430,133 @@ impl Store for PostgresStore {
         item_id: &str,
         ctx: &RequestContext,
     ) -> Result<Option<FeedbackKind>> {
-        let kind: Option<String> = sqlx::query_scalar(
-            "SELECT kind FROM chat_feedback \
-             WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
-        )
-        .bind(&ctx.user_id)
-        .bind(thread_id)
-        .bind(item_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let kind: Option<String> = sqlx::query_scalar(&self.sql.load_feedback)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(item_id)
+            .fetch_optional(&self.pool)
+            .await?;
         kind.as_deref().map(feedback_kind).transpose()
     }
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// The engine's runtime statements, built once per store with the quoted
+/// schema name (no formatting on the hot paths).
+#[derive(Debug)]
+struct Sql {
+    thread_exists: String,
+    upsert_item: String,
+    load_thread: String,
+    save_thread: String,
+    fix_thread_payload: String,
+    thread_seq: String,
+    threads_asc: String,
+    threads_desc: String,
+    delete_thread: [String; 3],
+    item_seq: String,
+    items_asc: String,
+    items_desc: String,
+    load_item: String,
+    delete_item: [String; 2],
+    save_attachment: String,
+    load_attachment: String,
+    delete_attachment: String,
+    add_feedback: String,
+    load_feedback: String,
+}
+
+impl Sql {
+    /// The statements on the tables of `schema` (already validated).
+    fn new(schema: &str) -> Self {
+        let quoted = quote_ident(schema);
+        let q = |template: &str| template.replace("{s}", &quoted);
+        Self {
+            thread_exists: q("SELECT 1 FROM {s}.chat_sessions WHERE user_id = $1 AND id = $2"),
+            upsert_item: q(
+                "INSERT INTO {s}.chat_messages (id, thread_id, user_id, item_type, created_at, payload) \
+                 SELECT $1, $2, $3, $4, $5, $6 \
+                 WHERE EXISTS (SELECT 1 FROM {s}.chat_sessions WHERE user_id = $3 AND id = $2) \
+                 ON CONFLICT (user_id, thread_id, id) DO UPDATE SET \
+                 item_type = EXCLUDED.item_type, created_at = EXCLUDED.created_at, \
+                 payload = EXCLUDED.payload",
+            ),
+            load_thread: q(
+                "SELECT created_at, payload FROM {s}.chat_sessions WHERE user_id = $1 AND id = $2",
+            ),
+            save_thread: q(
+                "INSERT INTO {s}.chat_sessions (id, user_id, title, created_at, updated_at, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (user_id, id) DO UPDATE SET \
+                 title = EXCLUDED.title, updated_at = EXCLUDED.updated_at, \
+                 payload = EXCLUDED.payload \
+                 RETURNING created_at",
+            ),
+            fix_thread_payload: q(
+                "UPDATE {s}.chat_sessions SET payload = $1 WHERE user_id = $2 AND id = $3",
+            ),
+            thread_seq: q("SELECT seq FROM {s}.chat_sessions WHERE user_id = $1 AND id = $2"),
+            threads_asc: q(
+                "SELECT created_at, payload FROM {s}.chat_sessions WHERE user_id = $1 AND seq > $2 \
+                 ORDER BY seq ASC LIMIT $3",
+            ),
+            threads_desc: q(
+                "SELECT created_at, payload FROM {s}.chat_sessions WHERE user_id = $1 AND seq < $2 \
+                 ORDER BY seq DESC LIMIT $3",
+            ),
+            delete_thread: [
+                q("DELETE FROM {s}.chat_feedback WHERE user_id = $1 AND thread_id = $2"),
+                q("DELETE FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2"),
+                q("DELETE FROM {s}.chat_sessions WHERE user_id = $1 AND id = $2"),
+            ],
+            item_seq: q(
+                "SELECT seq FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
+            ),
+            items_asc: q(
+                "SELECT payload FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 \
+                 AND seq > $3 ORDER BY seq ASC LIMIT $4",
+            ),
+            items_desc: q(
+                "SELECT payload FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 \
+                 AND seq < $3 ORDER BY seq DESC LIMIT $4",
+            ),
+            load_item: q(
+                "SELECT payload FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
+            ),
+            delete_item: [
+                q(
+                    "DELETE FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",
+                ),
+                q(
+                    "DELETE FROM {s}.chat_feedback WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
+                ),
+            ],
+            save_attachment: q(
+                "INSERT INTO {s}.chat_attachments (id, user_id, thread_id, payload, metadata, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (user_id, id) DO UPDATE SET \
+                 thread_id = EXCLUDED.thread_id, payload = EXCLUDED.payload, \
+                 metadata = EXCLUDED.metadata, updated_at = EXCLUDED.updated_at",
+            ),
+            load_attachment: q(
+                "SELECT payload, metadata FROM {s}.chat_attachments WHERE user_id = $1 AND id = $2",
+            ),
+            delete_attachment: q("DELETE FROM {s}.chat_attachments WHERE user_id = $1 AND id = $2"),
+            add_feedback: q(
+                "INSERT INTO {s}.chat_feedback (user_id, thread_id, item_id, kind, created_at) \
+                 SELECT $1, $2, $3, $4, $5 \
+                 WHERE EXISTS (SELECT 1 FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3) \
+                 ON CONFLICT (user_id, thread_id, item_id) DO UPDATE SET \
+                 kind = EXCLUDED.kind, created_at = EXCLUDED.created_at",
+            ),
+            load_feedback: q(
+                "SELECT kind FROM {s}.chat_feedback WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
+            ),
+        }
     }
 }
 

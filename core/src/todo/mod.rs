@@ -31,6 +31,7 @@
 //! ```
 
 pub mod agents;
+pub mod history;
 pub mod language;
 pub mod offline;
 pub mod table;
@@ -39,7 +40,7 @@ pub mod tools;
 
 pub use agents::{ORCHESTRATOR, TaskAgents, URDU_SPECIALIST};
 pub use offline::TaskRules;
-pub use table::TaskStore;
+pub use table::{DEFAULT_TASKS_TABLE, PgTaskTable, TableName, TaskStore};
 pub use task::{
     Category, INVALID_TASK_ID, MAX_DESCRIPTION_CHARS, MAX_TASKS, MAX_TITLE_CHARS, NewTask,
     Priority, TaskPatch, TaskQuery, TaskRecord, TaskSortBy, TaskStats, TaskStatus, parse_due_date,
@@ -182,11 +183,18 @@ impl Responder for Assistant {
     }
 }
 
-/// The task table of an opened database (the same pool as the engine's store).
-pub fn task_table(database: &Database) -> SharedTaskStore {
+/// The task table of an opened database (the same pool as the engine's
+/// store): SQLite's `tasks`, or [`DEFAULT_TASKS_TABLE`] on PostgreSQL.
+pub async fn task_table(database: &Database) -> Result<SharedTaskStore> {
+    task_table_named(database, DEFAULT_TASKS_TABLE).await
+}
+
+/// [`task_table`] with the PostgreSQL table named `schema.table` (see
+/// [`PgTaskTable`]); SQLite ignores the name.
+pub async fn task_table_named(database: &Database, name: &str) -> Result<SharedTaskStore> {
     match database {
-        Database::Sqlite(store) => Arc::new(store.clone()),
-        Database::Postgres(store) => Arc::new(store.clone()),
+        Database::Sqlite(store) => Ok(Arc::new(store.clone())),
+        Database::Postgres(store) => Ok(Arc::new(PgTaskTable::open(store, name).await?)),
     }
 }
 
@@ -210,12 +218,13 @@ impl App {
     /// [`Assistant::with_tools`]).
     pub async fn from_config_with_tools(config: EngineConfig, extra: ToolSet) -> Result<Self> {
         config.validate()?;
-        let database = store::connect(&config.database_url).await?;
+        let database = store::connect_in(&config.database_url, &config.database_schema).await?;
+        let tasks = task_table_named(&database, &config.tasks_table).await?;
         let model = models::from_config(&config, || Arc::new(offline_model()))?;
         let mut run = RunConfig::new(model);
         run.max_turns = config.max_turns;
         run.tool_timeout = Duration::from_secs(config.tool_timeout_secs);
-        let assistant = Assistant::with_tools(task_table(&database), Runner::new(run), &extra)
+        let assistant = Assistant::with_tools(tasks, Runner::new(run), &extra)
             .history_items(config.history_items);
         let verifier = JwtVerifier::from_config(&config).await?;
         let mut builder = ChatEngine::builder()

@@ -1,14 +1,16 @@
 //! The to-do app's `tasks` table, scoped to the caller, on both backends.
 //!
-//! [`TaskStore`] is implemented by [`SqliteStore`] and [`PostgresStore`] on
-//! the table the existing app already uses (UUID `id`, `"userId"`,
+//! [`TaskStore`] is implemented by [`SqliteStore`] (its `tasks` table) and
+//! [`PgTaskTable`] (the app's own table on PostgreSQL, by qualified name,
+//! default `public.tasks`, in either of the app's shapes) on the table the
+//! existing app already uses (UUID `id`, `"userId"`,
 //! `"dueDate"`, `"createdAt"`, `"updatedAt"`, `priority`, `category`,
 //! `status`, `completed`). Every query filters by the caller's user id:
 //! another user's task is [`Error::NotFound`], exactly like a missing one,
 //! and is never read or modified.
 //!
-//! Timestamps are stored as UTC in the `TIMESTAMP` (without time zone)
-//! columns: a native `timestamp` on PostgreSQL, fixed-width
+//! Timestamps are stored as UTC: naive UTC in PostgreSQL `TIMESTAMP` columns,
+//! as such in `TIMESTAMPTZ` ones (detected per column), fixed-width
 //! `YYYY-MM-DD HH:MM:SS.ffffff` text on SQLite (the form SQLAlchemy writes,
 //! and one that sorts chronologically).
 //!
@@ -38,12 +40,14 @@ use super::task::{
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{Order, Timestamp};
-use crate::store::{PostgresStore, SqliteStore};
+use crate::store::pg_schema::quote_ident;
+use crate::store::{PgConnectionPool, PostgresStore, SqliteStore};
 use async_trait::async_trait;
-use chrono::NaiveDateTime;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Encode, Postgres, QueryBuilder, Row, Sqlite, Type};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The columns of a task row, in [`TaskRecord`] order.
@@ -136,6 +140,7 @@ impl CleanPatch {
         time: impl Fn(Timestamp) -> T,
         user_id: &'a str,
         id: I,
+        target: UpdateTarget<'_>,
     ) -> QueryBuilder<'a, DB>
     where
         DB: Database,
@@ -147,7 +152,7 @@ impl CleanPatch {
         Option<String>: Encode<'a, DB> + Type<DB>,
         &'a str: Encode<'a, DB> + Type<DB>,
     {
-        let mut builder = QueryBuilder::<DB>::new("UPDATE tasks SET ");
+        let mut builder = QueryBuilder::<DB>::new(format!("UPDATE {} SET ", target.table));
         let mut set = builder.separated(", ");
         if let Some(title) = self.title {
             set.push("title = ").push_bind_unseparated(title);
@@ -166,17 +171,48 @@ impl CleanPatch {
         }
         if let Some(due_date) = self.due_date {
             set.push(r#""dueDate" = "#)
-                .push_bind_unseparated(due_date.map(&time));
+                .push_unseparated(open_time(target.naive_due))
+                .push_bind_unseparated(due_date.map(&time))
+                .push_unseparated(close_time(target.naive_due));
         }
         set.push(r#""updatedAt" = "#)
-            .push_bind_unseparated(time(Timestamp::now()));
+            .push_unseparated(open_time(target.naive_updated))
+            .push_bind_unseparated(time(Timestamp::now()))
+            .push_unseparated(close_time(target.naive_updated));
         builder.push(r#" WHERE "userId" = "#);
         builder.push_bind(user_id);
         builder.push(" AND id = ");
         builder.push_bind(id);
-        builder.push(format!(" RETURNING {COLUMNS}"));
+        builder.push(format!(" RETURNING {}", target.returning));
         builder
     }
+}
+
+/// Where an update writes: the quoted table, its `RETURNING` list, and
+/// whether the bound `timestamptz` must be turned into naive UTC.
+struct UpdateTarget<'s> {
+    table: &'s str,
+    returning: &'s str,
+    naive_due: bool,
+    naive_updated: bool,
+}
+
+impl UpdateTarget<'static> {
+    /// SQLite's `tasks` table (text timestamps, bound as they are).
+    const SQLITE: Self = Self {
+        table: "tasks",
+        returning: COLUMNS,
+        naive_due: false,
+        naive_updated: false,
+    };
+}
+
+fn open_time(naive: bool) -> &'static str {
+    if naive { "(" } else { "" }
+}
+
+fn close_time(naive: bool) -> &'static str {
+    if naive { " AT TIME ZONE 'UTC')" } else { "" }
 }
 
 /// Which SQL dialect a statement is for.
@@ -307,10 +343,6 @@ const STATS_SQL_SQLITE: &str = "SELECT COUNT(*) AS total, \
      COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS done \
      FROM tasks WHERE \"userId\" = ?";
 
-const STATS_SQL_POSTGRES: &str = "SELECT COUNT(*) AS total, \
-     COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0)::BIGINT AS done \
-     FROM tasks WHERE \"userId\" = $1";
-
 /// The toggle statement's `SET` list (the right-hand sides see the old row).
 const TOGGLE_SET: &str = "completed = NOT completed, \
      status = CASE WHEN completed THEN 'pending' ELSE 'completed' END";
@@ -417,7 +449,7 @@ impl TaskStore for SqliteStore {
             return self.get(task_id, ctx).await;
         }
         let row = patch
-            .update_query::<Sqlite, _, _>(sqlite_time, &ctx.user_id, id)
+            .update_query::<Sqlite, _, _>(sqlite_time, &ctx.user_id, id, UpdateTarget::SQLITE)
             .build()
             .fetch_optional(self.pool())
             .await?
@@ -464,20 +496,335 @@ impl TaskStore for SqliteStore {
 // ---------------------------------------------------------------------------
 // PostgreSQL
 
-/// The naive UTC value of a timestamp, for `TIMESTAMP` columns.
-fn pg_time(at: Timestamp) -> NaiveDateTime {
-    at.as_datetime().naive_utc()
+/// The task table used unless configured otherwise (`TASKS_TABLE`).
+pub const DEFAULT_TASKS_TABLE: &str = "public.tasks";
+
+/// The columns a task table must have.
+const REQUIRED_COLUMNS: [&str; 11] = [
+    "id",
+    "title",
+    "description",
+    "priority",
+    "category",
+    "status",
+    "completed",
+    "dueDate",
+    "createdAt",
+    "updatedAt",
+    "userId",
+];
+
+/// The table created when the configured one does not exist (the app's
+/// SQLModel shape, naive `TIMESTAMP`s; an existing table is used exactly as
+/// it is).
+const CREATE_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS {t} (
+    id          UUID         PRIMARY KEY,
+    title       VARCHAR(255) NOT NULL,
+    description TEXT,
+    priority    TEXT         NOT NULL,
+    category    TEXT         NOT NULL,
+    status      TEXT         NOT NULL DEFAULT 'pending',
+    completed   BOOLEAN      NOT NULL DEFAULT false,
+    "dueDate"   TIMESTAMP,
+    "createdAt" TIMESTAMP    NOT NULL,
+    "updatedAt" TIMESTAMP    NOT NULL,
+    "userId"    TEXT         NOT NULL
+)"#;
+
+/// A qualified table name, `schema.table` or `table` (in `public`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableName {
+    /// The schema.
+    pub schema: String,
+    /// The table.
+    pub table: String,
+}
+
+impl TableName {
+    /// Parses `schema.table` or `table`; names are taken literally (no
+    /// quotes, case kept), 1 to 63 bytes each.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let (schema, table) = match text.split_once('.') {
+            Some((schema, table)) => (schema, table),
+            None => ("public", text),
+        };
+        for part in [schema, table] {
+            if part.is_empty() || part.len() > 63 || part.contains(['"', '.', '\0']) {
+                return Err(Error::Config(format!(
+                    "invalid task table name `{text}` (use schema.table, e.g. public.tasks)"
+                )));
+            }
+        }
+        Ok(Self {
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+        })
+    }
+
+    /// The quoted, qualified SQL name.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// Which timestamp columns are `TIMESTAMP` (naive UTC) rather than
+/// `TIMESTAMPTZ`, in `dueDate`, `createdAt`, `updatedAt` order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct NaiveColumns([bool; 3]);
+
+/// The statements of one task table, built once when it opens.
+#[derive(Debug)]
+struct PgTaskSql {
+    name: TableName,
+    table: String,
+    naive: NaiveColumns,
+    returning: String,
+    insert: String,
+    select: String,
+    get: String,
+    delete: String,
+    toggle: String,
+    stats: String,
+}
+
+/// The read expression of a timestamp column: always a `timestamptz`.
+fn read_time(column: &str, naive: bool) -> String {
+    if naive {
+        format!(r#"({column} AT TIME ZONE 'UTC') AS {column}"#)
+    } else {
+        column.to_owned()
+    }
+}
+
+/// The write expression of a bound `timestamptz` for a column.
+fn write_time(param: &str, naive: bool) -> String {
+    if naive {
+        format!("({param} AT TIME ZONE 'UTC')")
+    } else {
+        param.to_owned()
+    }
+}
+
+impl PgTaskSql {
+    fn new(name: TableName, naive: NaiveColumns) -> Self {
+        let table = name.quoted();
+        let [due, created, updated] = naive.0;
+        let returning = format!(
+            r#"id, title, description, priority, category, status, completed, {}, {}, {}, "userId""#,
+            read_time(r#""dueDate""#, due),
+            read_time(r#""createdAt""#, created),
+            read_time(r#""updatedAt""#, updated),
+        );
+        Self {
+            insert: format!(
+                "INSERT INTO {table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, {}, {}, {}, $11)",
+                write_time("$8", due),
+                write_time("$9", created),
+                write_time("$10", updated),
+            ),
+            select: format!("SELECT {returning} FROM {table}"),
+            get: format!(r#"SELECT {returning} FROM {table} WHERE "userId" = $1 AND id = $2"#),
+            delete: format!(r#"DELETE FROM {table} WHERE "userId" = $1 AND id = $2"#),
+            toggle: format!(
+                r#"UPDATE {table} SET {TOGGLE_SET}, "updatedAt" = {} WHERE "userId" = $2 AND id = $3 RETURNING {returning}"#,
+                write_time("$1", updated)
+            ),
+            stats: format!(
+                "SELECT COUNT(*) AS total, \
+                 COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0)::BIGINT AS done \
+                 FROM {table} WHERE \"userId\" = $1"
+            ),
+            returning,
+            table,
+            naive,
+            name,
+        }
+    }
+}
+
+/// The app's task table on PostgreSQL: a configurable qualified name
+/// (default [`DEFAULT_TASKS_TABLE`]), used as it is.
+///
+/// | Rule | |
+/// |---|---|
+/// | Existing table | never created, altered or dropped; only the rows the tools change are written |
+/// | Missing table | created in the SQLModel shape (naive `TIMESTAMP`s, no defaults), indexes included |
+/// | Columns | every column is written by the engine: `id`, `status` and `completed` in step, `"createdAt"`, `"updatedAt"` |
+/// | Timestamps | `TIMESTAMP` columns hold naive UTC, `TIMESTAMPTZ` columns are used as such (detected per column when the table opens) |
+/// | Constraint failures | a `"userId"` the app's `"user"` table lacks (foreign key) is `InvalidRequest("unknown user ...")`; a rejected value (CHECK, length) is `InvalidRequest` too: tool errors the model can act on |
+#[derive(Clone, Debug)]
+pub struct PgTaskTable {
+    pool: PgConnectionPool,
+    sql: Arc<PgTaskSql>,
+}
+
+impl PgTaskTable {
+    /// Opens the task table `name` (`schema.table`) on the store's pool,
+    /// creating it only when it does not exist, and detects its column types.
+    pub async fn open(store: &PostgresStore, name: &str) -> Result<Self> {
+        let name = TableName::parse(name)?;
+        let pool = store.pool().clone();
+        let mut conn = pool.acquire().await?;
+        let naive = prepare_table(conn.get()?, &name).await?;
+        conn.release();
+        Ok(Self {
+            pool,
+            sql: Arc::new(PgTaskSql::new(name, naive)),
+        })
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &TableName {
+        &self.sql.name
+    }
+
+    fn time_wraps(&self) -> [bool; 3] {
+        self.sql.naive.0
+    }
+}
+
+/// Creates the table when missing, checks its columns and reports which
+/// timestamp columns are naive.
+async fn prepare_table(conn: &mut sqlx::PgConnection, name: &TableName) -> Result<NaiveColumns> {
+    let table = name.quoted();
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&table)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        create_table(conn, name, &table).await?;
+    }
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = $2",
+    )
+    .bind(&name.schema)
+    .bind(&name.table)
+    .fetch_all(&mut *conn)
+    .await?;
+    let type_of = |column: &str| {
+        columns
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, data_type)| data_type.as_str())
+    };
+    let missing: Vec<&str> = REQUIRED_COLUMNS
+        .into_iter()
+        .filter(|column| type_of(column).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Config(format!(
+            "the task table {name} lacks the column(s) {}",
+            missing.join(", ")
+        )));
+    }
+    if type_of("id") != Some("uuid") {
+        return Err(Error::Config(format!(
+            "the task table {name} must have a UUID `id` column"
+        )));
+    }
+    let naive = |column: &str| type_of(column) == Some("timestamp without time zone");
+    Ok(NaiveColumns([
+        naive("dueDate"),
+        naive("createdAt"),
+        naive("updatedAt"),
+    ]))
+}
+
+/// The advisory lock key held while a missing task table is created, so
+/// replicas starting together do not race (`chatkit_tasks` in ASCII).
+const TASK_TABLE_LOCK: i64 = 0x0063_6b5f_7461_736b;
+
+/// Creates the task table and its indexes, once, under [`TASK_TABLE_LOCK`].
+async fn create_table(conn: &mut sqlx::PgConnection, name: &TableName, table: &str) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(TASK_TABLE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        return Ok(tx.commit().await?);
+    }
+    let schema: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&name.schema)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !schema {
+        return Err(Error::Config(format!(
+            "the task table {name} cannot be created: schema `{}` does not exist",
+            name.schema
+        )));
+    }
+    sqlx::query(&CREATE_TABLE.replace("{t}", table))
+        .execute(&mut *tx)
+        .await?;
+    for (index, column) in [
+        ("userId", r#""userId""#),
+        ("status", "status"),
+        ("priority", "priority"),
+        ("category", "category"),
+        ("dueDate", r#""dueDate""#),
+    ] {
+        let index = quote_ident(&format!("ix_{}_{index}", name.table));
+        sqlx::query(&format!(
+            "CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tracing::info!(table = %name, "created the task table");
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Turns the app's constraint failures into errors the model can act on.
+fn pg_write_error(err: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &err {
+        match db.code().as_deref() {
+            Some("23503") => {
+                return Error::InvalidRequest(
+                    "unknown user: the app has no user with this id, so the task cannot be saved"
+                        .into(),
+                );
+            }
+            Some("23514") => {
+                return Error::InvalidRequest(format!(
+                    "the app's task table rejected a value ({})",
+                    db.constraint().unwrap_or("check constraint")
+                ));
+            }
+            Some("22001") => {
+                return Error::InvalidRequest(
+                    "a value is too long for the app's task table".into(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Error::from(err)
 }
 
 fn pg_task(row: &PgRow) -> Result<TaskRecord> {
     let completed: bool = row.try_get("completed")?;
     let id: Uuid = row.try_get("id")?;
-    let due_date: Option<NaiveDateTime> = row.try_get("dueDate")?;
+    let due_date: Option<DateTime<Utc>> = row.try_get("dueDate")?;
     let priority: String = row.try_get("priority")?;
     let category: String = row.try_get("category")?;
     let status: String = row.try_get("status")?;
-    let created_at: NaiveDateTime = row.try_get("createdAt")?;
-    let updated_at: NaiveDateTime = row.try_get("updatedAt")?;
+    let created_at: DateTime<Utc> = row.try_get("createdAt")?;
+    let updated_at: DateTime<Utc> = row.try_get("updatedAt")?;
     Ok(TaskRecord {
         id: id.to_string(),
         title: row.try_get("title")?,
@@ -486,63 +833,68 @@ fn pg_task(row: &PgRow) -> Result<TaskRecord> {
         category: stored_category(&category),
         status: stored_status(&status, completed),
         completed,
-        due_date: due_date.map(|at| Timestamp::from_utc(at.and_utc())),
-        created_at: Timestamp::from_utc(created_at.and_utc()),
-        updated_at: Timestamp::from_utc(updated_at.and_utc()),
+        due_date: due_date.map(Timestamp::from_utc),
+        created_at: Timestamp::from_utc(created_at),
+        updated_at: Timestamp::from_utc(updated_at),
         user_id: row.try_get("userId")?,
     })
 }
 
+/// The `timestamptz` value of a timestamp.
+fn pg_time(at: Timestamp) -> DateTime<Utc> {
+    at.as_datetime()
+}
+
 #[async_trait]
-impl TaskStore for PostgresStore {
+impl TaskStore for PgTaskTable {
     async fn create(&self, task: &NewTask, ctx: &RequestContext) -> Result<TaskRecord> {
         let record = new_record(task, ctx)?;
         let id = parse_task_id(&record.id)?;
-        sqlx::query(&format!(
-            "INSERT INTO tasks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(id)
-        .bind(&record.title)
-        .bind(record.description.as_deref())
-        .bind(record.priority.as_str())
-        .bind(record.category.as_str())
-        .bind(record.status.as_str())
-        .bind(record.completed)
-        .bind(record.due_date.map(pg_time))
-        .bind(pg_time(record.created_at))
-        .bind(pg_time(record.updated_at))
-        .bind(&record.user_id)
-        .execute(self.pool())
-        .await?;
+        sqlx::query(&self.sql.insert)
+            .bind(id)
+            .bind(&record.title)
+            .bind(record.description.as_deref())
+            .bind(record.priority.as_str())
+            .bind(record.category.as_str())
+            .bind(record.status.as_str())
+            .bind(record.completed)
+            .bind(record.due_date.map(pg_time))
+            .bind(pg_time(record.created_at))
+            .bind(pg_time(record.updated_at))
+            .bind(&record.user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_write_error)?;
         Ok(record)
     }
 
     async fn list(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<Vec<TaskRecord>> {
-        let mut builder = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tasks"));
+        let mut builder = QueryBuilder::<Postgres>::new(&self.sql.select);
         push_list_filters(&mut builder, query, ctx, Dialect::Postgres);
         push_page(&mut builder, query, Dialect::Postgres);
-        let rows = builder.build().fetch_all(self.pool()).await?;
+        let rows = builder.build().fetch_all(&self.pool).await?;
         rows.iter().map(pg_task).collect()
     }
 
     async fn count(&self, query: &TaskQuery, ctx: &RequestContext) -> Result<u64> {
-        let mut builder = QueryBuilder::<Postgres>::new("SELECT COUNT(*) AS total FROM tasks");
+        let mut builder = QueryBuilder::<Postgres>::new(format!(
+            "SELECT COUNT(*) AS total FROM {}",
+            self.sql.table
+        ));
         push_list_filters(&mut builder, query, ctx, Dialect::Postgres);
-        let row = builder.build().fetch_one(self.pool()).await?;
+        let row = builder.build().fetch_one(&self.pool).await?;
         let total: i64 = row.try_get("total")?;
         Ok(u64::try_from(total).unwrap_or_default())
     }
 
     async fn get(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {
         let id = parse_task_id(task_id)?;
-        let row = sqlx::query(&format!(
-            r#"SELECT {COLUMNS} FROM tasks WHERE "userId" = $1 AND id = $2"#
-        ))
-        .bind(&ctx.user_id)
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| Error::not_found("task", task_id))?;
+        let row = sqlx::query(&self.sql.get)
+            .bind(&ctx.user_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::not_found("task", task_id))?;
         pg_task(&row)
     }
 
@@ -557,21 +909,29 @@ impl TaskStore for PostgresStore {
         if patch.is_empty() {
             return self.get(task_id, ctx).await;
         }
+        let [due, _, updated] = self.time_wraps();
+        let target = UpdateTarget {
+            table: &self.sql.table,
+            returning: &self.sql.returning,
+            naive_due: due,
+            naive_updated: updated,
+        };
         let row = patch
-            .update_query::<Postgres, _, _>(pg_time, &ctx.user_id, id)
+            .update_query::<Postgres, _, _>(pg_time, &ctx.user_id, id, target)
             .build()
-            .fetch_optional(self.pool())
-            .await?
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_write_error)?
             .ok_or_else(|| Error::not_found("task", task_id))?;
         pg_task(&row)
     }
 
     async fn delete(&self, task_id: &str, ctx: &RequestContext) -> Result<()> {
         let id = parse_task_id(task_id)?;
-        let done = sqlx::query(r#"DELETE FROM tasks WHERE "userId" = $1 AND id = $2"#)
+        let done = sqlx::query(&self.sql.delete)
             .bind(&ctx.user_id)
             .bind(id)
-            .execute(self.pool())
+            .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("task", task_id));
@@ -581,22 +941,21 @@ impl TaskStore for PostgresStore {
 
     async fn toggle_complete(&self, task_id: &str, ctx: &RequestContext) -> Result<TaskRecord> {
         let id = parse_task_id(task_id)?;
-        let row = sqlx::query(&format!(
-            r#"UPDATE tasks SET {TOGGLE_SET}, "updatedAt" = $1 WHERE "userId" = $2 AND id = $3 RETURNING {COLUMNS}"#
-        ))
-        .bind(pg_time(Timestamp::now()))
-        .bind(&ctx.user_id)
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| Error::not_found("task", task_id))?;
+        let row = sqlx::query(&self.sql.toggle)
+            .bind(pg_time(Timestamp::now()))
+            .bind(&ctx.user_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_write_error)?
+            .ok_or_else(|| Error::not_found("task", task_id))?;
         pg_task(&row)
     }
 
     async fn stats(&self, ctx: &RequestContext) -> Result<TaskStats> {
-        let row = sqlx::query(STATS_SQL_POSTGRES)
+        let row = sqlx::query(&self.sql.stats)
             .bind(&ctx.user_id)
-            .fetch_one(self.pool())
+            .fetch_one(&self.pool)
             .await?;
         Ok(stats_from(row.try_get("total")?, row.try_get("done")?))
     }

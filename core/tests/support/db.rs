@@ -33,6 +33,7 @@ macro_rules! on_both_stores {
 }
 
 use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
+use chatkit_engine::todo::{DEFAULT_TASKS_TABLE, PgTaskTable};
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -123,8 +124,27 @@ impl TestDb {
     pub async fn open(&self) -> SharedStore {
         match self.backend {
             Backend::Sqlite => Arc::new(SqliteStore::connect(&self.url).await.unwrap()),
-            Backend::Postgres => Arc::new(PostgresStore::connect(&self.url).await.unwrap()),
+            Backend::Postgres => {
+                let store = PostgresStore::connect(&self.url).await.unwrap();
+                // What the app does on open: the task table too.
+                PgTaskTable::open(&store, DEFAULT_TASKS_TABLE)
+                    .await
+                    .unwrap();
+                Arc::new(store)
+            }
         }
+    }
+
+    /// A raw PostgreSQL connection whose `search_path` finds the engine
+    /// tables (`chatkit`) and then the app's (`public`), for assertions
+    /// written with unqualified names.
+    pub async fn pg_connection(&self) -> PgConnection {
+        let mut conn = PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query("SET search_path TO chatkit, public")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
     }
 
     /// Runs raw SQL (several statements allowed) on a fresh connection.
@@ -136,7 +156,7 @@ impl TestDb {
                 conn.close().await.unwrap();
             }
             Backend::Postgres => {
-                let mut conn = PgConnection::connect(&self.url).await.unwrap();
+                let mut conn = self.pg_connection().await;
                 sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
             }
@@ -153,7 +173,7 @@ impl TestDb {
                 value
             }
             Backend::Postgres => {
-                let mut conn = PgConnection::connect(&self.url).await.unwrap();
+                let mut conn = self.pg_connection().await;
                 let value = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
                 value
@@ -171,7 +191,7 @@ impl TestDb {
                 value
             }
             Backend::Postgres => {
-                let mut conn = PgConnection::connect(&self.url).await.unwrap();
+                let mut conn = self.pg_connection().await;
                 let value = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
                 value

@@ -33,7 +33,7 @@ async fn run() -> Result<()> {
     let database = store::connect(&database_url).await?;
     let model = choose_model()?;
     let runner = Runner::new(RunConfig::new(model));
-    let responder = Assistant::new(todo::task_table(&database), runner);
+    let responder = Assistant::new(todo::task_table(&database).await?, runner);
     let engine = ChatEngine::builder()
         .shared_store(database.store())
         .responder(responder)

@@ -129,8 +129,37 @@ impl AppState {
 
 /// The complete router with all middleware.
 pub fn router(state: AppState, cors_origins: &[String]) -> Result<Router, String> {
-    let routes = Router::new()
-        .route("/chatkit", post(chatkit))
+    router_at(state, cors_origins, "/api/chatkit")
+}
+
+/// [`router`] answering ChatKit at `chatkit_path` as well as `/chatkit`.
+pub fn router_at(
+    state: AppState,
+    cors_origins: &[String],
+    chatkit_path: &str,
+) -> Result<Router, String> {
+    const TAKEN: [&str; 10] = [
+        "/chatkit/session",
+        "/chatkit/session/refresh",
+        "/healthz",
+        "/readyz",
+        "/api/info",
+        "/api/dev/token",
+        "/",
+        "/static/app.js",
+        "/static/style.css",
+        "/mcp",
+    ];
+    if TAKEN.contains(&chatkit_path) {
+        return Err(format!(
+            "CHATKIT_PATH `{chatkit_path}` is already a route of serve; choose another"
+        ));
+    }
+    let mut routes = Router::new().route("/chatkit", post(chatkit));
+    if chatkit_path != "/chatkit" {
+        routes = routes.route(chatkit_path, post(chatkit));
+    }
+    let routes = routes
         .route("/chatkit/session", post(create_session))
         .route("/chatkit/session/refresh", post(create_session))
         .route("/healthz", get(healthz))

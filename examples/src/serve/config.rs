@@ -74,6 +74,17 @@ pub struct Args {
     #[arg(long, env = "JWKS_URL")]
     pub jwks_url: Option<String>,
 
+    /// Base URL of the Better Auth app, e.g. https://app.example.com: alone it
+    /// sets the JWKS URL ({url}/api/auth/jwks), issuer and audience ({url}).
+    /// JWKS_URL, JWT_ISSUER and JWT_AUDIENCE win when set.
+    #[arg(long, env = "BETTER_AUTH_URL")]
+    pub better_auth_url: Option<String>,
+
+    /// The path ChatKit is answered at besides /chatkit (the app's Next.js
+    /// route forwards to /api/chatkit).
+    #[arg(long, env = "CHATKIT_PATH", default_value = "/api/chatkit")]
+    pub chatkit_path: String,
+
     /// Shared HS256 secret that verifies Bearer tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -180,6 +191,8 @@ impl std::fmt::Debug for HostedSessions {
 pub struct ServeConfig {
     /// Where to listen.
     pub addr: SocketAddr,
+    /// Where ChatKit is answered besides `/chatkit` (default `/api/chatkit`).
+    pub chatkit_path: String,
     /// The engine's configuration. In development identity mode its
     /// `jwt_secret` and `jwt_issuer` are the per-process dev signing key.
     pub engine: EngineConfig,
@@ -247,6 +260,17 @@ impl ServeConfig {
             .collect();
         if !audience.is_empty() {
             engine.jwt_audience = audience;
+        }
+        set(args.better_auth_url, &mut engine.better_auth_url);
+        engine.apply_better_auth();
+        let chatkit_path = args.chatkit_path.trim().to_owned();
+        if !chatkit_path.starts_with('/')
+            || chatkit_path.len() < 2
+            || chatkit_path.contains(['{', '}', '*', '?', '#'])
+        {
+            return Err(format!(
+                "CHATKIT_PATH must be a plain absolute path such as /api/chatkit (got `{chatkit_path}`)"
+            ));
         }
         if args.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be at least 1".into());
@@ -376,6 +400,7 @@ impl ServeConfig {
             dev_stream_delay: Duration::from_millis(args.dev_stream_delay_ms),
             hosted,
             log_format: args.log_format,
+            chatkit_path,
         })
     }
 }

@@ -21,7 +21,7 @@ pub mod dev_identity;
 pub mod session;
 pub mod sse;
 
-pub use app::{AppState, router};
+pub use app::{AppState, router, router_at};
 pub use config::{Args, IdentityMode, LogFormat, ServeConfig};
 
 use chatkit_engine::config::redact_url;
@@ -54,7 +54,7 @@ impl Server {
             )
         })?;
         let state = AppState::new(app, &config)?;
-        let router = router(state.clone(), &config.cors_origins)?;
+        let router = router_at(state.clone(), &config.cors_origins, &config.chatkit_path)?;
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|e| format!("could not listen on {}: {e}", config.addr))?;
