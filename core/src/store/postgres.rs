@@ -23,8 +23,9 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection, Row};
 use std::str::FromStr;
 
-/// The embedded PostgreSQL migrations (`migrations/postgres`).
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+/// The embedded PostgreSQL migrations (`core/migrations/postgres`, the copy
+/// of `migrations/postgres` that ships in the crate).
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// A [`Store`] on PostgreSQL: the production backend.
 ///
