@@ -5,7 +5,7 @@
 #    per-platform) carry the same version.
 # 1. Crate: `cargo package -p chatkit-engine` (which builds the packaged crate
 #    on its own), and `cargo doc` of the crate with broken links refused.
-# 2. Python: `maturin build --release` makes the abi3 wheel; `auditwheel show`
+# 2. Python: `maturin build` (CHATKIT_PKG_PROFILE) makes the abi3 wheel; `auditwheel show`
 #    must find a manylinux tag; `maturin sdist` makes the sdist and a wheel is
 #    built from it. The wheel goes into a fresh venv with only
 #    `pip install <wheel> fastapi uvicorn`, and examples/fastapi (uvicorn on a
@@ -19,12 +19,13 @@
 #    checks it, `next build` builds it and `next start` serves a turn.
 #
 #   CHATKIT_PKG_CACHE    tools venv and npm cache, default /var/tmp/chatkit-engine-packages
-#   CHATKIT_PKG_PROFILE  `release` (default) or `dev`: the profile of the wheel
-#                        and the addon (release is what ships; dev reuses the
-#                        debug build of the other stages)
+#   CHATKIT_PKG_PROFILE  `dev` (default) or `release`: the profile of the wheel
+#                        and the addon. dev reuses the debug build of the
+#                        other stages; release builds what ships (the same
+#                        packaging, optimised; CONTRIBUTING.md)
 
 PKG_CACHE="${CHATKIT_PKG_CACHE:-/var/tmp/chatkit-engine-packages}"
-PKG_PROFILE="${CHATKIT_PKG_PROFILE:-release}"
+PKG_PROFILE="${CHATKIT_PKG_PROFILE:-dev}"
 PKG_TMP="$(mktemp -d /tmp/chatkit-packages.XXXXXX)"
 PKG_PIDS=()
 pkg_cleanup() {
@@ -43,6 +44,9 @@ pkg_fail() {
   echo "90-packages: $*" >&2
   exit 1
 }
+
+# The HS256 secret both example servers verify tokens with.
+secret="packages-stage-secret-0123456789-abcdefghijklmnop"
 
 # A free TCP port on 127.0.0.1.
 free_port() {
@@ -156,7 +160,6 @@ ls "$dist"/from-sdist/chatkit_engine-"$crate_version"-*.whl >/dev/null || pkg_fa
 user_venv="$PKG_TMP/venv"
 python3 -m venv "$user_venv"
 "$user_venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel" fastapi uvicorn
-secret="packages-stage-secret-0123456789-abcdefghijklmnop"
 port="$(free_port)"
 (
   cd "$ROOT/examples/fastapi"
@@ -182,38 +185,41 @@ node_dir="$ROOT/bindings-node"
 if npm_stale "$node_dir"; then
   npm_install "$node_dir"
 fi
-addon_out="$PKG_TMP/addon"
-npm_dir="$PKG_TMP/npm"
+main_stage="$PKG_TMP/main"
+mkdir -p "$main_stage/native"
 node_profile=(--release)
 [[ "$PKG_PROFILE" == "dev" ]] && node_profile=()
 # The addon of this platform, built as a release pipeline would, outside the
-# source tree; `napi artifacts` puts it into a copy of npm/<platform>/.
+# source tree.
 (cd "$node_dir" &&
   npx napi build --platform ${node_profile[@]+"${node_profile[@]}"} --strip --no-const-enum \
-    --output-dir "$addon_out" --no-js --dts index.d.ts \
+    --output-dir "$main_stage/artifacts" --no-js --dts index.d.ts \
     -- ${CARGO_LOCKED[@]+"${CARGO_LOCKED[@]}"} &&
-  cp -R npm "$npm_dir" &&
-  npx napi artifacts --output-dir "$addon_out" --npm-dir "$npm_dir" &&
   npx tsc -p tsconfig.json)
-tarballs="$PKG_TMP/tarballs"
-mkdir -p "$tarballs"
-# What `npm publish` would see: the package's files, plus the platform
-# packages as optionalDependencies, which `napi pre-publish` adds (they are
-# not in the committed package.json: npm ci would look for them in the
-# registry).
-main_stage="$PKG_TMP/main"
-mkdir -p "$main_stage/native"
+# What `npm publish` would see, in a staging copy of the package: its files,
+# the platform packages of npm/ with the addon put in by `napi artifacts`,
+# and the platform packages as optionalDependencies, which `napi pre-publish`
+# adds (they are not in the committed package.json: `npm ci` would look them
+# up in the registry).
 cp "$node_dir/package.json" "$node_dir/README.md" "$ROOT/LICENSE" "$main_stage/"
 cp -R "$node_dir/dist" "$main_stage/dist"
 cp "$node_dir/native/index.js" "$node_dir/native/index.d.ts" "$main_stage/native/"
-mv "$npm_dir" "$main_stage/npm"
+cp -R "$node_dir/npm" "$main_stage/npm"
 npm_dir="$main_stage/npm"
-(cd "$main_stage" && "$node_dir/node_modules/.bin/napi" pre-publish --skip-optional-publish -t npm)
+# (pre-publish reads the last commit message: the staging copy gets a
+# throwaway repository whose one commit is the release's.)
+(cd "$main_stage" &&
+  "$node_dir/node_modules/.bin/napi" artifacts --output-dir artifacts --npm-dir npm &&
+  git init -q . && git -c user.name=release -c user.email=release@localhost \
+    commit -q --allow-empty -m "$crate_version" &&
+  "$node_dir/node_modules/.bin/napi" pre-publish --skip-optional-publish -t npm)
 node -e '
   const p = require(process.argv[1]);
   const deps = Object.keys(p.optionalDependencies || {});
   if (!deps.includes("chatkit-engine-linux-x64-gnu")) { console.error("no platform package in optionalDependencies:", deps); process.exit(1); }
 ' "$main_stage/package.json"
+tarballs="$PKG_TMP/tarballs"
+mkdir -p "$tarballs"
 for platform_dir in "$npm_dir"/*/; do
   ls "$platform_dir"*.node >/dev/null || pkg_fail "no addon in $platform_dir"
   (cd "$platform_dir" && npm pack --silent --pack-destination "$tarballs" >/dev/null)
@@ -297,7 +303,8 @@ TS
   printf '/// <reference types="next" />\n/// <reference types="next/image-types/global" />\n' >next-env.d.ts
   npx tsc --strict --noEmit -p tsconfig.json
   # The package's own typings, checked too (skipLibCheck skips them above).
-  npx tsc --strict --noEmit --skipLibCheck false --types node node_modules/chatkit-engine/dist/index.d.ts
+  npx tsc --strict --noEmit --skipLibCheck false --target ES2022 --module nodenext --types node \
+    node_modules/chatkit-engine/dist/index.d.ts
   npx next build >"$PKG_TMP/next-build.log" 2>&1 || { cat "$PKG_TMP/next-build.log" >&2; pkg_fail "next build failed"; }
 )
 port="$(free_port)"
