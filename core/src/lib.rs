@@ -39,7 +39,7 @@
 //! [`engine::agent`] is the one bridge to agent runs), [`store`]
 //! (persistence), [`agents`] (the run loop), [`models`] (LLM providers and
 //! the offline scripted model), [`tools`] (tools and MCP), [`auth`] (who is
-//! calling). On top of it, [`todo`]: the to-do assistant (task table, the 7
+//! calling). On top of it, [`todo`](mod@todo): the to-do assistant (task table, the 7
 //! tools, the English and Urdu agents, the offline task rules), which the
 //! generic modules never import.
 
@@ -71,7 +71,14 @@ pub use error::{Error, Result};
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The README's Rust examples, compiled as doctests so they cannot rot.
+/// The crate README's Rust examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeExamples;
+
+/// The repository README's Rust examples, compiled as doctests too. Only in
+/// the repository: the published crate does not contain that README
+/// (`cfg(chatkit_repository)` comes from `build.rs`).
+#[cfg(all(doctest, chatkit_repository))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeExamples;

@@ -9,7 +9,9 @@
 # 2. examples/nextjs: `npm ci` (it copies the built binding into
 #    node_modules: .npmrc has install-links=true) when node_modules is
 #    missing, older than the lock file, or holds another build of the addon;
-#    `next build` (offline, telemetry off); node:test runs `next start` and
+#    the addon just built is copied next to the installed loader (the npm
+#    package does not contain it); `next build` (offline, telemetry off);
+#    node:test runs `next start` and
 #    drives /api/chatkit over HTTP through whole turns.
 #
 # Environment from scripts/test: ROOT, CARGO_TARGET_DIR, CARGO_LOCKED (array),
@@ -40,10 +42,13 @@ cd "$ROOT/examples/nextjs"
 addon="$(ls "$ROOT"/bindings-node/native/*.node)"
 installed="node_modules/chatkit-engine/native/$(basename "$addon")"
 if npm_stale "$ROOT/examples/nextjs" ||
-   ! cmp -s "$addon" "$installed" ||
    ! diff -rq "$ROOT/bindings-node/dist" node_modules/chatkit-engine/dist >/dev/null; then
   # npm ci copies the binding just built into node_modules.
   npm_install "$ROOT/examples/nextjs"
 fi
+# The package does not contain the addon (from a registry it comes from the
+# per-platform package, see 90-packages.sh): put the one just built next to
+# the installed loader, where the loader looks first.
+cmp -s "$addon" "$installed" || cp "$addon" "$installed"
 npx next build
 node --test test/

@@ -172,6 +172,8 @@ class ChatEngine:
     @overload
     def tool(
         self,
+        func: None = None,
+        /,
         *,
         name: Optional[str] = None,
         description: Optional[str] = None,

@@ -1,10 +1,15 @@
 """Type stubs of the extension module (hand-written; the public API is
 ``chatkit_engine``)."""
 
-from typing import Any, AsyncIterator, Awaitable, Optional
+from typing import Any, AsyncIterator, Awaitable, Optional, final
+
+from typing_extensions import Self
+
+__all__ = ["Engine", "ProcessResult", "RequestContext", "__version__"]
 
 __version__: str
 
+@final
 class RequestContext:
     """The caller's identity: what ``authenticate()`` returns and
     ``process()`` takes."""
@@ -17,16 +22,17 @@ class RequestContext:
     def name(self) -> Optional[str]: ...
     @property
     def locale(self) -> Optional[str]: ...
-    def __init__(
-        self,
+    def __new__(
+        cls,
         user_id: str,
         *,
         email: Optional[str] = None,
         name: Optional[str] = None,
         locale: Optional[str] = None,
-    ) -> None: ...
-    def __eq__(self, other: object) -> bool: ...
+    ) -> Self: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
+@final
 class ProcessResult:
     """JSON bytes, or an async iterator of SSE frames (``bytes``).
 
@@ -46,8 +52,9 @@ class ProcessResult:
         """Stops iterating and cancels the turn (the partial answer is kept)."""
         ...
 
+@final
 class Engine:
-    def __init__(self, config_json: str) -> None: ...
+    def __new__(cls, config_json: str) -> Self: ...
     @staticmethod
     def env_config_json() -> str: ...
     def add_tool(self, func: Any, name: str, description: str, parameters_json: str) -> None: ...

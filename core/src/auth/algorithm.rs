@@ -75,6 +75,25 @@ impl Algorithm {
         })
     }
 
+    /// The same algorithm as `jsonwebtoken` names it.
+    pub(crate) fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as J;
+        match self {
+            Algorithm::EdDsa => J::EdDSA,
+            Algorithm::Es256 => J::ES256,
+            Algorithm::Es384 => J::ES384,
+            Algorithm::Rs256 => J::RS256,
+            Algorithm::Rs384 => J::RS384,
+            Algorithm::Rs512 => J::RS512,
+            Algorithm::Ps256 => J::PS256,
+            Algorithm::Ps384 => J::PS384,
+            Algorithm::Ps512 => J::PS512,
+            Algorithm::Hs256 => J::HS256,
+            Algorithm::Hs384 => J::HS384,
+            Algorithm::Hs512 => J::HS512,
+        }
+    }
+
     /// Whether this is an HMAC (shared secret) algorithm.
     pub fn is_symmetric(self) -> bool {
         matches!(self, Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512)

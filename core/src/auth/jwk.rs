@@ -1,10 +1,14 @@
-//! Verification keys: JWK / JWKS parsing and signature checks (ring).
+//! Verification keys: JWK / JWKS parsing into `jsonwebtoken` decoding keys,
+//! each pinned to one algorithm.
+//!
+//! The JWK parsing stays ours (see the module docs of [`super`] for why);
+//! the keys it produces are [`jsonwebtoken::DecodingKey`]s.
 
 use super::algorithm::Algorithm;
 use crate::error::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use jsonwebtoken::DecodingKey;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -12,18 +16,8 @@ use std::fmt;
 /// hash output size for HS256).
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// The key material of one verification key.
-#[derive(Clone)]
-enum Material {
-    /// A raw Ed25519 public key (32 bytes).
-    Ed25519(Vec<u8>),
-    /// An uncompressed EC point `04 || x || y`.
-    Ec(Vec<u8>),
-    /// RSA modulus and exponent, big-endian without leading zeros.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    /// An HMAC secret.
-    Hmac(ring::hmac::Key),
-}
+/// Length of an Ed25519 public key, in bytes.
+const ED25519_PUBLIC_KEY_LEN: usize = 32;
 
 /// One public (or shared) key, pinned to one algorithm.
 #[derive(Clone)]
@@ -32,7 +26,8 @@ pub(crate) struct VerifyKey {
     pub(crate) kid: Option<String>,
     /// The only algorithm this key verifies.
     pub(crate) alg: Algorithm,
-    material: Material,
+    /// The key material, for `jsonwebtoken::decode`.
+    pub(crate) key: DecodingKey,
 }
 
 impl fmt::Debug for VerifyKey {
@@ -47,64 +42,19 @@ impl fmt::Debug for VerifyKey {
 impl VerifyKey {
     /// An HMAC key for `alg` (one of the HS algorithms) from a shared secret.
     pub(crate) fn hmac(kid: Option<String>, alg: Algorithm, secret: &[u8]) -> Result<Self> {
-        let hash = match alg {
-            Algorithm::Hs256 => ring::hmac::HMAC_SHA256,
-            Algorithm::Hs384 => ring::hmac::HMAC_SHA384,
-            Algorithm::Hs512 => ring::hmac::HMAC_SHA512,
-            other => {
-                return Err(Error::Config(format!(
-                    "a shared secret cannot be used with {other}"
-                )));
-            }
-        };
+        if !alg.is_symmetric() {
+            return Err(Error::Config(format!(
+                "a shared secret cannot be used with {alg}"
+            )));
+        }
         if secret.len() < MIN_SECRET_BYTES {
             return Err(Error::Config(format!(
                 "the JWT secret must be at least {MIN_SECRET_BYTES} bytes long"
             )));
         }
-        Ok(Self {
-            kid,
-            alg,
-            material: Material::Hmac(ring::hmac::Key::new(hash, secret)),
-        })
-    }
-
-    /// Whether `signature` is a valid signature of `message` by this key,
-    /// using the key's pinned algorithm.
-    pub(crate) fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
-        match (&self.material, self.alg) {
-            (Material::Ed25519(key), Algorithm::EdDsa) => {
-                UnparsedPublicKey::new(&signature::ED25519, key)
-                    .verify(message, sig)
-                    .is_ok()
-            }
-            (Material::Ec(point), Algorithm::Es256) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, sig)
-                    .is_ok()
-            }
-            (Material::Ec(point), Algorithm::Es384) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
-                    .verify(message, sig)
-                    .is_ok()
-            }
-            (Material::Rsa { n, e }, alg) => {
-                let params = match alg {
-                    Algorithm::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    Algorithm::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    Algorithm::Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    Algorithm::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
-                    Algorithm::Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
-                    Algorithm::Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
-                    _ => return false,
-                };
-                RsaPublicKeyComponents { n, e }
-                    .verify(params, message, sig)
-                    .is_ok()
-            }
-            (Material::Hmac(key), _) => ring::hmac::verify(key, message, sig).is_ok(),
-            _ => false,
-        }
+        let key = DecodingKey::from_secret(secret)
+            .map_err(|_| Error::Config("the JWT secret is not usable".into()))?;
+        Ok(Self { kid, alg, key })
     }
 
     /// Parses one JWK. `Ok(None)` for keys that are not meant for
@@ -141,7 +91,7 @@ impl VerifyKey {
             None => None,
         };
         let crv = text("crv")?;
-        let (alg, material) = match kty {
+        let (alg, key) = match kty {
             "OKP" => {
                 if crv != Some("Ed25519") {
                     return Err(format!(
@@ -150,10 +100,10 @@ impl VerifyKey {
                     ));
                 }
                 let x = bytes("x")?;
-                if x.len() != signature::ED25519_PUBLIC_KEY_LEN {
+                if x.len() != ED25519_PUBLIC_KEY_LEN {
                     return Err("an Ed25519 `x` must be 32 bytes".into());
                 }
-                (Algorithm::EdDsa, Material::Ed25519(x))
+                (Algorithm::EdDsa, DecodingKey::from_ed_der(&x))
             }
             "EC" => {
                 let (alg, len) = match crv {
@@ -170,11 +120,12 @@ impl VerifyKey {
                 if x.len() != len || y.len() != len {
                     return Err(format!("EC coordinates must be {len} bytes"));
                 }
+                // The uncompressed SEC1 point `04 || x || y`.
                 let mut point = Vec::with_capacity(1 + 2 * len);
                 point.push(0x04);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                (alg, Material::Ec(point))
+                (alg, DecodingKey::from_ec_der(&point))
             }
             "RSA" => {
                 let strip = |mut v: Vec<u8>| {
@@ -191,7 +142,7 @@ impl VerifyKey {
                 }
                 // An RSA key without `alg` is pinned to RS256.
                 let alg = declared.unwrap_or(Algorithm::Rs256);
-                (alg, Material::Rsa { n, e })
+                (alg, DecodingKey::from_rsa_raw_components(&n, &e))
             }
             "oct" => {
                 let secret = bytes("k")?;
@@ -221,7 +172,7 @@ impl VerifyKey {
                 declared.map(Algorithm::name).unwrap_or("")
             ));
         }
-        Ok(Some(Self { kid, alg, material }))
+        Ok(Some(Self { kid, alg, key }))
     }
 }
 

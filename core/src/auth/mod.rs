@@ -16,9 +16,38 @@
 //! must agree and never chooses the algorithm, so `alg: none` and HS/RS key
 //! confusion are refused.
 //!
-//! Claims checked: `exp` (required), `nbf`, `iss` (when configured), `aud`
-//! (string or array, when configured), `sub` (required), with a leeway on
-//! the times. Each rejection has its own [`AuthError`] code.
+//! Claims checked: `iss` (when configured), `aud` (string or array, when
+//! configured), `exp` (required), `nbf`, `iat` (a number when present) and
+//! `sub` (required), in that order, with a leeway on the times. Each
+//! rejection has its own [`AuthError`] code.
+//!
+//! # What `jsonwebtoken` does and what stays ours
+//!
+//! Signatures are checked by the [`jsonwebtoken`] crate (its RustCrypto
+//! provider): [`jsonwebtoken::decode`] with a [`jsonwebtoken::Validation`]
+//! that allows exactly the key's pinned algorithm, and it also checks the
+//! header's `crit`, `iss` and `aud`. Fetching, caching and rotating the JWKS
+//! are ours, and so are these checks, each because `jsonwebtoken` cannot
+//! make it the way this module promises:
+//!
+//! - **a first look at the token** (`token::parse`): the `kid` picks the key
+//!   (and an unknown one triggers a JWKS refresh) before anything can be
+//!   verified; `alg: none` or an algorithm we do not implement must be
+//!   `algorithm_not_allowed`, which `jsonwebtoken` reports as a malformed
+//!   header like any other; and a payload or signature that is not base64url
+//!   must be `malformed_token`, where `jsonwebtoken` would check the
+//!   signature first and report `invalid_signature`.
+//! - **JWK parsing** (`jwk`): `jsonwebtoken`'s `JwkSet` fails as a whole on
+//!   one key it cannot read (an ES512 or Ed448 key next to usable ones), does
+//!   not pin a key without `alg` to one algorithm, and does not refuse RSA
+//!   keys under 2048 bits when they are loaded. Our parser reads the key
+//!   material into [`jsonwebtoken::DecodingKey`]s.
+//! - **`exp`, `nbf`, `iat`** (`token::check_claims`): `jsonwebtoken` reads
+//!   the system clock only, and the verifier's time comes from a clock the
+//!   application (or a test) may set ([`JwtVerifierBuilder::clock`]); it
+//!   also does not check that `iat` is a number.
+//! - **`sub`**: `jsonwebtoken` can only compare `sub` with one expected
+//!   value; here it must be present and not blank.
 //!
 //! [`JwtVerifier::verify`] then holds the identity to the rules of
 //! [`crate::validate`], so that a validly signed token cannot carry a user
@@ -275,7 +304,8 @@ impl JwtVerifier {
         kid_for_log: &mut Option<String>,
     ) -> Result<Map<String, Value>, AuthError> {
         let inner = &self.inner;
-        let parsed = token::parse(token.trim())?;
+        let token = token.trim();
+        let parsed = token::parse(token)?;
         kid_for_log.clone_from(&parsed.kid);
         let remote_keys = match &inner.remote {
             Some(remote) => Some(self.remote_keys_for(remote, &parsed).await?),
@@ -322,19 +352,20 @@ impl JwtVerifier {
         if pinned.is_empty() {
             return Err(AuthError::AlgorithmNotAllowed);
         }
-        if !pinned
-            .iter()
-            .any(|key| key.verify(parsed.signing_input, &parsed.signature))
-        {
-            return Err(AuthError::InvalidSignature);
+        let mut validation = inner.rules.validation.clone();
+        validation.algorithms = vec![parsed.alg.to_jsonwebtoken()];
+        for key in pinned {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+                Ok(data) => {
+                    token::check_claims(&data.claims, &inner.rules, (inner.clock)())?;
+                    return Ok(data.claims);
+                }
+                // Not this key's signature: try the next candidate.
+                Err(e) if signature_failed(e.kind()) => {}
+                Err(e) => return Err(auth_error(e.kind())),
+            }
         }
-        let payload: Value =
-            serde_json::from_slice(&parsed.payload).map_err(|_| AuthError::MalformedToken)?;
-        let Value::Object(claims) = payload else {
-            return Err(AuthError::MalformedToken);
-        };
-        token::check_claims(&claims, &inner.rules, (inner.clock)())?;
-        Ok(claims)
+        Err(AuthError::InvalidSignature)
     }
 
     /// The remote keys to look in for this token, refetched when its `kid`
@@ -342,7 +373,7 @@ impl JwtVerifier {
     async fn remote_keys_for(
         &self,
         remote: &RemoteJwks,
-        parsed: &token::Parsed<'_>,
+        parsed: &token::Parsed,
     ) -> Result<Arc<KeySet>, AuthError> {
         let fixed_has_kid = |kid: &str| {
             self.inner
@@ -375,6 +406,58 @@ impl JwtVerifier {
             }
             _ => Ok(keys),
         }
+    }
+}
+
+/// Makes sure `jsonwebtoken` has a process-wide crypto provider. It picks
+/// RustCrypto by itself while only its `rust_crypto` feature is on; when an
+/// application also turns on `aws_lc_rs` it picks none (and would panic on
+/// the first `decode`), so RustCrypto is installed unless the application
+/// installed a provider of its own first.
+fn ensure_crypto_provider() {
+    use jsonwebtoken::crypto::{CryptoProvider, rust_crypto};
+    if CryptoProvider::try_get_default().is_none() {
+        // Losing a race to another installer is fine: there is one now.
+        let _ = rust_crypto::DEFAULT_PROVIDER.install_default();
+    }
+}
+
+/// Whether `jsonwebtoken` refused the signature for this key (or the key
+/// itself, e.g. an EC point off its curve), so that another candidate key
+/// may still verify the token.
+fn signature_failed(kind: &jsonwebtoken::errors::ErrorKind) -> bool {
+    use jsonwebtoken::errors::ErrorKind as K;
+    matches!(
+        kind,
+        K::InvalidSignature
+            | K::InvalidAlgorithm
+            | K::InvalidEcdsaKey
+            | K::InvalidEddsaKey
+            | K::InvalidRsaKey(_)
+            | K::InvalidKeyFormat
+            | K::Provider(_)
+    )
+}
+
+/// Our code for a `jsonwebtoken` rejection that does not depend on the key:
+/// the header (`crit`), the payload, `iss` or `aud`.
+fn auth_error(kind: &jsonwebtoken::errors::ErrorKind) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidIssuer => AuthError::InvalidIssuer,
+        K::InvalidAudience => AuthError::InvalidAudience,
+        K::MissingRequiredClaim(claim) | K::InvalidClaimFormat(claim) => match claim.as_str() {
+            "iss" => AuthError::InvalidIssuer,
+            "aud" => AuthError::InvalidAudience,
+            "sub" => AuthError::MissingSubject,
+            _ => AuthError::MalformedToken,
+        },
+        K::ExpiredSignature => AuthError::TokenExpired,
+        K::ImmatureSignature => AuthError::TokenNotYetValid,
+        K::UnsupportedAlgorithm | K::MissingAlgorithm | K::InvalidAlgorithmName => {
+            AuthError::AlgorithmNotAllowed
+        }
+        _ => AuthError::MalformedToken,
     }
 }
 
@@ -514,6 +597,7 @@ impl JwtVerifierBuilder {
     /// given, a JWKS document has no usable key, the secret is too short or
     /// the URL is not http(s).
     pub fn build(self) -> Result<JwtVerifier> {
+        ensure_crypto_provider();
         let mut fixed = KeySet::default();
         for json in &self.jwks_json {
             let set = KeySet::parse(json.as_bytes())
@@ -547,12 +631,12 @@ impl JwtVerifierBuilder {
             inner: Arc::new(Inner {
                 fixed,
                 remote,
-                rules: token::Rules {
-                    issuer: self.issuer,
-                    audiences: self.audiences,
-                    leeway: leeway.min(i64::MAX / 4),
-                    require_exp: self.require_exp,
-                },
+                rules: token::Rules::new(
+                    self.issuer,
+                    self.audiences,
+                    leeway.min(i64::MAX / 4),
+                    self.require_exp,
+                ),
                 clock: self.clock.unwrap_or_else(|| Arc::new(system_clock)),
             }),
         })

@@ -3,9 +3,9 @@
 //! Pure and synchronous, so every provider quirk is unit-tested here without
 //! a network. Two pieces:
 //!
-//! - [`SseDecoder`] splits the raw bytes of a `text/event-stream` body into
+//! - [`SseDecoder`](crate::models::accumulate::SseDecoder) splits the raw bytes of a `text/event-stream` body into
 //!   events (`data:` payloads), ignoring `:` comment/keep-alive lines.
-//! - [`ChunkAccumulator`] turns Chat Completions chunks into text/reasoning
+//! - [`ChunkAccumulator`](crate::models::accumulate::ChunkAccumulator) turns Chat Completions chunks into text/reasoning
 //!   deltas as they arrive and, at the end, one [`ModelResponse`].
 //!
 //! Rules (reference §4.4/§4.5):
@@ -33,15 +33,15 @@
 //! - Reasoning is read from the dialect's field names; the first non-empty
 //!   one of a delta wins.
 //! - `{"error": {...}}` frames (or an `event: error` SSE event) become
-//!   [`Error::Model`], retryable when the error looks like a rate limit,
+//!   [`Error::Model`](crate::Error::Model), retryable when the error looks like a rate limit,
 //!   overload or server error.
 //! - **End of stream.** `[DONE]` ends the response. EOF without `[DONE]` is
 //!   accepted when a `finish_reason` was seen (several providers skip
 //!   `[DONE]`); otherwise the response is truncated and [`finish`] fails with
-//!   a retryable [`Error::Model`] (the client retries it only if nothing was
+//!   a retryable [`Error::Model`](crate::Error::Model) (the client retries it only if nothing was
 //!   streamed to the caller yet).
 //!
-//! [`finish`]: ChunkAccumulator::finish
+//! [`finish`]: crate::models::accumulate::ChunkAccumulator::finish
 
 use super::chunk_view::{self, ChunkView, DeltaView, FirstChoice, Text};
 use super::{FinishReason, ModelEvent, ModelResponse, ToolCall, Usage};

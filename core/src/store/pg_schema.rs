@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
 
-/// The embedded PostgreSQL migrations (`migrations/postgres`).
-pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+/// The embedded PostgreSQL migrations (`core/migrations/postgres`, the copy
+/// of `migrations/postgres` that ships in the crate).
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The schema of the engine's tables unless configured otherwise.
 pub const DEFAULT_SCHEMA: &str = "chatkit";

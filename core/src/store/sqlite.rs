@@ -25,8 +25,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The embedded SQLite migrations (`migrations/sqlite`).
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+/// The embedded SQLite migrations (`core/migrations/sqlite`, the copy of
+/// `migrations/sqlite` that ships in the crate).
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// How long a connection waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

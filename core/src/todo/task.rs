@@ -30,7 +30,7 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
-/// The most tasks one [`TaskStore::list`] call returns.
+/// The most tasks one [`TaskStore::list`](super::TaskStore::list) call returns.
 pub const MAX_TASKS: usize = 200;
 
 /// The longest title, in characters.
@@ -329,7 +329,7 @@ impl FromStr for TaskSortBy {
     }
 }
 
-/// Which of the caller's tasks [`TaskStore::list`] returns, and in which
+/// Which of the caller's tasks [`TaskStore::list`](super::TaskStore::list) returns, and in which
 /// order.
 ///
 /// Filters combine (all must hold). Ties of the sort key are broken by
