@@ -10,8 +10,9 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * One `chatkit_engine::ChatEngine` (the task assistant on the configured
- * store, model and token verifier). Create it with [`create_engine`].
+ * One to-do app (`chatkit_engine::todo::App`: the engine answering with the
+ * task assistant on the configured store, model and token verifier).
+ * Create it with [`create_engine`].
  */
 export declare class NativeEngine {
   /**
