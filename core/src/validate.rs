@@ -7,7 +7,7 @@
 //! | user id | [`user_id`] | a token's `sub`, the caller of an MCP tool call | blank; every [unsafe character](is_unsafe) | [`MAX_USER_ID_CHARS`] characters |
 //! | request id | [`request_id`] | the `x-request-id` header | empty; anything but visible ASCII (`!` to `~`) | [`MAX_REQUEST_ID_CHARS`] characters |
 //! | identifier | [`identifier`] | thread, item and attachment ids, cursors | every unsafe character | the caller's limit (`MAX_ID_CHARS`) |
-//! | line | [`line`] | titles, names, a token's `name` and `email` | every control character, `U+2028`, `U+2029` | the caller's limit |
+//! | line | [`line()`] | titles, names, a token's `name` and `email` | every control character, `U+2028`, `U+2029` | the caller's limit |
 //! | text | [`text`], [`json_strings`] | message text, quoted text, descriptions, MCP tool arguments | control characters other than tab, line feed and carriage return | the caller's limit |
 //!
 //! A *control character* is Unicode's `Cc`: C0 (`U+0000` to `U+001F`), DEL

@@ -4,7 +4,7 @@
 //! [`RequestContext`] and returns either a JSON document or a stream of
 //! events. Validation, ownership checks and the persisting of the user
 //! message all happen before `process` returns, so every failure there is a
-//! typed [`Error`](crate::Error) the host maps to an HTTP status. Once a
+//! typed [`Error`] the host maps to an HTTP status. Once a
 //! stream has begun, failures become `error` events.
 //!
 //! ```

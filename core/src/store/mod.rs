@@ -5,7 +5,7 @@
 //! upserts; item and thread lists are cursor-paginated in both orders;
 //! deleting an unknown item is a no-op. Every method receives the
 //! [`RequestContext`] and every query filters by its `user_id`: another user's
-//! row is reported as [`Error::NotFound`](crate::Error::NotFound), exactly like a missing one.
+//! row is reported as [`Error::NotFound`], exactly like a missing one.
 //!
 //! Two implementations ship: [`SqliteStore`] (the embedded default) and
 //! [`PostgresStore`] (production). Both embed their migrations and apply them

@@ -92,7 +92,7 @@ pub fn task_tools(store: Arc<dyn TaskStore>) -> ToolSet {
 }
 
 /// How a task tool call is shown in the tool-activity workflow; other tools
-/// get "Running <name>".
+/// get "Running `<name>`".
 pub fn tool_label(name: &str) -> ToolLabel {
     let (title, icon) = match name {
         "create_task" => ("Creating a task", "plus"),

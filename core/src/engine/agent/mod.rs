@@ -6,7 +6,7 @@
 //! | recent thread items -> Chat Completions messages | [`history::to_messages`] |
 //! | pick the agent (a host's router) and run it | [`AgentResponder::respond`] |
 //! | run events -> ChatKit events (messages, tool and reasoning workflows, handoffs) | `workflow` (private) |
-//! | how a tool call is labelled in the UI | [`ToolLabels`] (a host's, or "Running <name>") |
+//! | how a tool call is labelled in the UI | [`ToolLabels`] (a host's, or "Running `<name>`") |
 //!
 //! ```
 //! # async fn demo() -> chatkit_engine::Result<()> {

@@ -21,7 +21,7 @@
 //! Sessions therefore belong to the user who opened them (see the session
 //! rules in [`McpHttpService::max_sessions_per_user`]), and each tool call
 //! still runs as the user of its own request's token. Tool arguments are
-//! checked by [`McpServer`](super::McpServer) with
+//! checked by [`McpServer`] with
 //! [`validate::json_strings`](crate::validate::json_strings).
 //!
 //! ```
