@@ -318,7 +318,9 @@ enum State {
     Closed,
 }
 
-/// What `process()` returns: JSON bytes, or an async iterator of SSE frames.
+/// What `process()` returns: JSON bytes, or an async iterator of SSE
+/// frames. Each step of the iteration yields every frame that is ready at
+/// that moment as one `bytes` (one frame or several, whole frames only).
 #[pyclass(frozen, module = "chatkit_engine._native", name = "ProcessResult")]
 pub struct ProcessResult {
     streaming: bool,
@@ -396,8 +398,12 @@ impl ProcessResult {
             let mut slot = CloseUnlessDisarmed { guard, armed: true };
             let next = match &mut *slot.guard {
                 State::Once(bytes) => bytes.take(),
+                // Every frame ready now in one bytes object: one Python
+                // future and one ASGI body message per batch, not per event;
+                // never waits for a second frame (a paced model's tokens
+                // still go out one by one).
                 State::Stream { frames } => tokio::select! {
-                    frame = frames.next_frame() => frame,
+                    batch = frames.next_batch() => batch,
                     () = cancel.cancelled() => None,
                 },
                 State::Closed => None,
