@@ -51,7 +51,7 @@ describe("a paced model", { timeout: 120_000 }, () => {
       .filter((e) => e.type === "thread.item.updated" && e.update.type === "assistant_message.content_part.text_delta")
       .map((e) => e.update.delta);
     assert.equal(deltas.join(""), "gated0 gated1 gated2 ");
-    assert.equal(events.at(-1).type, "thread.item.done");
+    assert.ok(events.some((e) => e.type === "thread.item.done" && e.item.type === "assistant_message"));
   }
 
   test("has each token read from the iterator before the turn ends", async () => {

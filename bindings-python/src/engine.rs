@@ -10,9 +10,11 @@ use chatkit_engine::todo::App as CoreEngine;
 use chatkit_engine::tools::ToolSet;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use tokio::sync::{Mutex as AsyncMutex, OnceCell, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -344,6 +346,36 @@ impl ProcessResult {
     }
 }
 
+impl ProcessResult {
+    /// A batch of frames that is queued already, as a future of the running
+    /// loop that is done: handed over without a task on the engine runtime
+    /// and a wake-up of the loop from its thread (the cost of every await
+    /// before). `None` when nothing is queued, the stream is busy (a read in
+    /// flight) or it is not a stream; the caller then takes the async path.
+    fn ready_now<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let Ok(mut guard) = self.state.try_lock() else {
+            return Ok(None);
+        };
+        let State::Stream { frames } = &mut *guard else {
+            return Ok(None);
+        };
+        // The loop first: a batch taken and then not delivered would be lost.
+        let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+        let batch = match frames.try_next_batch() {
+            Poll::Ready(Some(batch)) => batch,
+            // The end, or nothing yet: the async path answers both.
+            Poll::Ready(None) | Poll::Pending => return Ok(None),
+        };
+        drop(guard);
+        let future = event_loop.call_method0("create_future")?;
+        future.call_method1("set_result", (PyBytes::new(py, &batch),))?;
+        Ok(Some(future))
+    }
+}
+
 /// Closes the stream unless disarmed: a `__anext__` that is cancelled (the
 /// client went away) or reaches the end leaves the result closed.
 struct CloseUnlessDisarmed {
@@ -388,6 +420,9 @@ impl ProcessResult {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(ready) = self.ready_now(py)? {
+            return Ok(ready);
+        }
         let state = Arc::clone(&self.state);
         let cancel = self.cancel.clone();
         future_into_py(py, async move {

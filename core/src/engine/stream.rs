@@ -109,24 +109,53 @@ impl SseStream {
         let mut out = Vec::new();
         loop {
             let first = self.events.rx.recv().await?;
-            if out.capacity() == 0 {
-                out.reserve(self.last_batch.clamp(BATCH_MIN_CAPACITY, BATCH_LIMIT));
-            }
-            write_frame_or_log(&mut out, &first);
-            drop(first);
-            while out.len() < BATCH_LIMIT {
-                match self.events.rx.try_recv() {
-                    Ok(event) => write_frame_or_log(&mut out, &event),
-                    // Empty: nothing more is ready. Disconnected: the next
-                    // call returns `None`.
-                    Err(_) => break,
-                }
-            }
-            if !out.is_empty() {
-                self.last_batch = out.len();
-                return Some(Bytes::from(out));
+            if let Some(batch) = self.fill(&mut out, &first) {
+                return Some(batch);
             }
         }
+    }
+
+    /// [`next_batch`](Self::next_batch) without waiting: `Ready(Some(batch))`
+    /// when at least one frame is queued, `Ready(None)` at the end of the
+    /// response, `Pending` when nothing is queued yet (nothing was taken;
+    /// no waker is registered). Lets a host hand over a ready batch without
+    /// a trip through its async machinery.
+    pub fn try_next_batch(&mut self) -> Poll<Option<Bytes>> {
+        let mut out = Vec::new();
+        loop {
+            match self.events.rx.try_recv() {
+                Ok(first) => {
+                    if let Some(batch) = self.fill(&mut out, &first) {
+                        return Poll::Ready(Some(batch));
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => return Poll::Pending,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Poll::Ready(None),
+            }
+        }
+    }
+
+    /// Writes `first` and every event queued behind it (up to
+    /// [`BATCH_LIMIT`]) into `out`; the batch, unless every event failed to
+    /// serialize.
+    fn fill(&mut self, out: &mut Vec<u8>, first: &ThreadStreamEvent) -> Option<Bytes> {
+        if out.capacity() == 0 {
+            out.reserve(self.last_batch.clamp(BATCH_MIN_CAPACITY, BATCH_LIMIT));
+        }
+        write_frame_or_log(out, first);
+        while out.len() < BATCH_LIMIT {
+            match self.events.rx.try_recv() {
+                Ok(event) => write_frame_or_log(out, &event),
+                // Empty: nothing more is ready. Disconnected: the next call
+                // returns `None`.
+                Err(_) => break,
+            }
+        }
+        if out.is_empty() {
+            return None;
+        }
+        self.last_batch = out.len();
+        Some(Bytes::from(std::mem::take(out)))
     }
 
     /// The next frame, or `None` at the end of the response.
@@ -222,6 +251,24 @@ mod tests {
         assert_eq!(&batch[..], &sse::frame(&event(1)).unwrap()[..]);
         drop(later.await.unwrap());
         assert_eq!(frames.next_batch().await, None);
+    }
+
+    #[tokio::test]
+    async fn try_next_batch_takes_what_is_queued_and_never_waits() {
+        let (tx, stream) = EventStream::channel(16);
+        let mut frames = stream.sse();
+        assert_eq!(frames.try_next_batch(), Poll::Pending);
+        tx.send(event(0)).await.unwrap();
+        tx.send(event(1)).await.unwrap();
+        let mut expected = sse::frame(&event(0)).unwrap().to_vec();
+        expected.extend_from_slice(&sse::frame(&event(1)).unwrap());
+        assert_eq!(
+            frames.try_next_batch(),
+            Poll::Ready(Some(Bytes::from(expected)))
+        );
+        assert_eq!(frames.try_next_batch(), Poll::Pending);
+        drop(tx);
+        assert_eq!(frames.try_next_batch(), Poll::Ready(None));
     }
 
     #[tokio::test]

@@ -367,11 +367,13 @@ fn nofile_limit() -> Option<u64> {
 async fn wait_ready(http: &reqwest::Client, base: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
+        // A host without a `/readyz` route (the FastAPI or Next.js example)
+        // answers 404: it is listening, which is all a `--url` target needs.
         let ok = http
             .get(format!("{base}/readyz"))
             .send()
             .await
-            .is_ok_and(|r| r.status().is_success());
+            .is_ok_and(|r| r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND);
         if ok {
             return Ok(());
         }
