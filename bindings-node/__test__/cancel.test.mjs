@@ -79,9 +79,12 @@ describe("a stream cancelled mid-answer", () => {
     const result = await engine.process(create("tell me a story"), user);
     let threadId;
     for await (const chunk of result) {
-      const [event] = parseSse(chunk.toString("utf8"));
-      if (event.type === "thread.created") threadId = event.thread.id;
-      if (event.type === "thread.item.updated" && event.update.delta === "answer") break;
+      // A chunk holds every frame that was ready: one or several.
+      const events = parseSse(chunk.toString("utf8"));
+      for (const event of events) {
+        if (event.type === "thread.created") threadId = event.thread.id;
+      }
+      if (events.some((event) => event.type === "thread.item.updated" && event.update.delta === "answer")) break;
     }
     assert.equal(result.cancelled, true);
     await assertPartialKept(user, threadId);

@@ -135,3 +135,51 @@ export async function hangingProvider(parts) {
       }),
   };
 }
+
+/**
+ * A local OpenAI-compatible server whose answer is `count` tokens
+ * (`gated0 `, `gated1 `, ...), each written only after the test called
+ * `release()` once more; after the last one the answer finishes.
+ */
+export async function gatedProvider(count) {
+  let released = 0;
+  let waiting = [];
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", async () => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      const chunk = (delta, finish = null) =>
+        `data: ${JSON.stringify({
+          id: "chatcmpl-node",
+          object: "chat.completion.chunk",
+          created: 1764100000,
+          model: "test-model",
+          choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+        })}\n\n`;
+      res.write(chunk({ role: "assistant", content: "" }));
+      for (let i = 0; i < count; i++) {
+        while (released <= i) {
+          await new Promise((resolve) => waiting.push(resolve));
+        }
+        res.write(chunk({ content: `gated${i} ` }));
+      }
+      res.write(chunk({}, "stop"));
+      res.end("data: [DONE]\n\n");
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  return {
+    baseUrl: `http://127.0.0.1:${port}/v1`,
+    release() {
+      released += 1;
+      const wake = waiting;
+      waiting = [];
+      for (const resolve of wake) resolve();
+    },
+    reset() {
+      released = 0;
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -18,7 +18,11 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
  * - JSON (`isStream === false`): `json` holds the document; iterating yields
  *   it once.
  * - Stream (`isStream === true`): iterate it (`for await (const chunk of
- *   result)`), one SSE frame (`data: <json>` and a blank line) per chunk.
+ *   result)`): each chunk is every SSE frame (`data: <json>` and a blank
+ *   line) that was ready when it was read, one or more whole frames in
+ *   order. Frames produced together arrive in one chunk (one crossing
+ *   from the engine per batch); a chunk never waits for a frame that is
+ *   not there yet, so a slow model's tokens arrive one by one.
  *
  * Cancelling (`cancel()`, `return()` / `break` in `for await`, the
  * `AbortSignal` given to `process`, or cancelling the `ReadableStream` of
@@ -63,7 +67,7 @@ export class ChatKitResult implements AsyncIterableIterator<Buffer> {
     return this.#native.cancelled;
   }
 
-  /** The next chunk: an SSE frame of a stream (or the JSON document once). */
+  /** The next chunk: the SSE frames of a stream ready now (or the JSON document once). */
   async next(): Promise<IteratorResult<Buffer, undefined>> {
     if (this.#done) {
       return { done: true, value: undefined };

@@ -60,9 +60,11 @@ export declare class NativeResponse {
   /** The JSON document (`application/json`), or `null` for a stream. */
   get json(): Buffer | null
   /**
-   * The next SSE frame (`data: <json>` and a blank line), or `null` at
-   * the end of the stream or once it was cancelled. A pending call resolves with `null`
-   * as soon as `cancel()` is called.
+   * Every SSE frame ready now (`data: <json>` and a blank line, one or
+   * more whole frames in order, in one buffer), or `null` at the end of
+   * the stream or once it was cancelled. It waits only for the first
+   * frame, never for more (a slow model's tokens come one by one). A
+   * pending call resolves with `null` as soon as `cancel()` is called.
    */
   nextChunk(): Promise<Buffer | null>
   /**

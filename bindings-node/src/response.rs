@@ -49,9 +49,11 @@ impl NativeResponse {
         self.json.clone().map(Buffer::from)
     }
 
-    /// The next SSE frame (`data: <json>` and a blank line), or `null` at
-    /// the end of the stream or once it was cancelled. A pending call resolves with `null`
-    /// as soon as `cancel()` is called.
+    /// Every SSE frame ready now (`data: <json>` and a blank line, one or
+    /// more whole frames in order, in one buffer), or `null` at the end of
+    /// the stream or once it was cancelled. It waits only for the first
+    /// frame, never for more (a slow model's tokens come one by one). A
+    /// pending call resolves with `null` as soon as `cancel()` is called.
     #[napi]
     pub async fn next_chunk(&self) -> napi::Result<Option<Buffer>> {
         let stream = Arc::clone(&self.stream);
@@ -71,8 +73,9 @@ impl NativeResponse {
                 *guard = None;
                 Ok(None)
             }
-            frame = frames.next_frame() => match frame {
-                Some(frame) => Ok(Some(Buffer::from(frame.to_vec()))),
+            // One crossing into JS per batch of ready frames, not per frame.
+            batch = frames.next_batch() => match batch {
+                Some(batch) => Ok(Some(Buffer::from(Vec::from(batch)))),
                 None => {
                     *guard = None;
                     Ok(None)

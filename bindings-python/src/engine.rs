@@ -10,9 +10,11 @@ use chatkit_engine::todo::App as CoreEngine;
 use chatkit_engine::tools::ToolSet;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use tokio::sync::{Mutex as AsyncMutex, OnceCell, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -318,7 +320,9 @@ enum State {
     Closed,
 }
 
-/// What `process()` returns: JSON bytes, or an async iterator of SSE frames.
+/// What `process()` returns: JSON bytes, or an async iterator of SSE
+/// frames. Each step of the iteration yields every frame that is ready at
+/// that moment as one `bytes` (one frame or several, whole frames only).
 #[pyclass(frozen, module = "chatkit_engine._native", name = "ProcessResult")]
 pub struct ProcessResult {
     streaming: bool,
@@ -339,6 +343,36 @@ impl ProcessResult {
             state: Arc::new(AsyncMutex::new(state)),
             cancel: CancellationToken::new(),
         }
+    }
+}
+
+impl ProcessResult {
+    /// A batch of frames that is queued already, as a future of the running
+    /// loop that is done: handed over without a task on the engine runtime
+    /// and a wake-up of the loop from its thread (the cost of every await
+    /// before). `None` when nothing is queued, the stream is busy (a read in
+    /// flight) or it is not a stream; the caller then takes the async path.
+    fn ready_now<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let Ok(mut guard) = self.state.try_lock() else {
+            return Ok(None);
+        };
+        let State::Stream { frames } = &mut *guard else {
+            return Ok(None);
+        };
+        // The loop first: a batch taken and then not delivered would be lost.
+        let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+        let batch = match frames.try_next_batch() {
+            Poll::Ready(Some(batch)) => batch,
+            // The end, or nothing yet: the async path answers both.
+            Poll::Ready(None) | Poll::Pending => return Ok(None),
+        };
+        drop(guard);
+        let future = event_loop.call_method0("create_future")?;
+        future.call_method1("set_result", (PyBytes::new(py, &batch),))?;
+        Ok(Some(future))
     }
 }
 
@@ -386,6 +420,9 @@ impl ProcessResult {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(ready) = self.ready_now(py)? {
+            return Ok(ready);
+        }
         let state = Arc::clone(&self.state);
         let cancel = self.cancel.clone();
         future_into_py(py, async move {
@@ -396,8 +433,12 @@ impl ProcessResult {
             let mut slot = CloseUnlessDisarmed { guard, armed: true };
             let next = match &mut *slot.guard {
                 State::Once(bytes) => bytes.take(),
+                // Every frame ready now in one bytes object: one Python
+                // future and one ASGI body message per batch, not per event;
+                // never waits for a second frame (a paced model's tokens
+                // still go out one by one).
                 State::Stream { frames } => tokio::select! {
-                    frame = frames.next_frame() => frame,
+                    batch = frames.next_batch() => batch,
                     () = cancel.cancelled() => None,
                 },
                 State::Closed => None,

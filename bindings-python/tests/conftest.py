@@ -179,6 +179,31 @@ def _chunk(delta: Dict[str, Any], finish: Optional[str] = None) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
+class Gate:
+    """Lets a test release a gated answer's tokens one at a time (the
+    provider runs on uvicorn's thread, the test on its own loop)."""
+
+    def __init__(self) -> None:
+        self._released = 0
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            self._released += 1
+
+    def released(self) -> int:
+        with self._lock:
+            return self._released
+
+    def reset(self) -> None:
+        with self._lock:
+            self._released = 0
+
+
+GATE = Gate()
+GATED_TOKENS = 3
+
+
 class FakeProvider:
     """A scripted OpenAI-compatible provider:
 
@@ -186,6 +211,8 @@ class FakeProvider:
       offered) gets a call of that tool; its result comes back as the answer
       "Tool said: <result>";
     - "slow" gets 60 words, one every 50 ms (for cancellation tests);
+    - "gated" gets ``GATED_TOKENS`` words, each sent only once the test
+      released it with ``GATE.release()`` (one gated turn at a time);
     - anything else gets "Hello from the fake model."
     """
 
@@ -216,6 +243,13 @@ class FakeProvider:
                 }
                 yield _chunk({"role": "assistant", "tool_calls": [call]})
                 yield _chunk({}, "tool_calls")
+            elif "gated" in user_text:
+                deadline = time.monotonic() + 60
+                for i in range(GATED_TOKENS):
+                    while GATE.released() <= i and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+                    yield _chunk({"content": f"gated{i} "})
+                yield _chunk({}, "stop")
             elif "slow" in user_text:
                 for i in range(60):
                     yield _chunk({"content": f"word{i} "})

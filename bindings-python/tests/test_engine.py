@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 import pytest
 
 import chatkit_engine as ce
-from conftest import add_message, assistant_text, create_thread, get_thread, make_token, parse_sse, JWT_SECRET
+from conftest import GATE, GATED_TOKENS, add_message, assistant_text, create_thread, get_thread, make_token, parse_sse, JWT_SECRET
 
 
 async def collect(result: ce.ProcessResult) -> bytes:
@@ -350,6 +350,36 @@ async def test_cancelling_a_pending_anext_cancels_the_turn(
         await asyncio.sleep(0.05)
     else:
         pytest.fail("the partial answer was not persisted")
+
+
+async def test_a_paced_models_tokens_reach_the_iterator_one_by_one_before_the_turn_ends(
+    sqlite_url: str, fake_provider: Dict[str, Any]
+) -> None:
+    # Each token leaves the provider only after the previous one came out of
+    # the iterator: an iterator that waited for more frames to batch (or for
+    # the end of the turn) would never see the next token, and this test
+    # would fail at its deadline instead.
+    engine = ce.ChatEngine(database_url=sqlite_url, **fake_provider)
+    ctx = ce.RequestContext("alice")
+    GATE.reset()
+    result = await engine.process(create_thread("a gated answer please"), ctx)
+    received = b""
+    for i in range(GATED_TOKENS):
+        GATE.release()
+        while f"gated{i} ".encode() not in received:
+            received += await asyncio.wait_for(result.__anext__(), timeout=60)
+        assert f"gated{i + 1}".encode() not in received
+        done = [e for e in parse_sse(received) if e["type"] == "thread.item.done"]
+        assert not [e for e in done if e["item"]["type"] == "assistant_message"], "the answer is not finished yet"
+    rest = await collect(result)
+    events = parse_sse(received + rest)
+    deltas = [
+        e["update"]["delta"]
+        for e in events
+        if e["type"] == "thread.item.updated" and e["update"]["type"] == "assistant_message.content_part.text_delta"
+    ]
+    assert "".join(deltas) == "".join(f"gated{i} " for i in range(GATED_TOKENS))
+    assert [e for e in events if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"]
 
 
 async def test_engine_work_does_not_block_the_event_loop(sqlite_url: str) -> None:

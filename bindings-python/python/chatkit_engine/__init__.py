@@ -252,7 +252,8 @@ class ChatEngine:
 
         Failures before any byte is streamed raise a :class:`ChatKitError`
         (send ``err.body`` with ``err.http_status``). A streaming result
-        yields SSE frames (``bytes``) with ``async for``; failures after it
+        yields SSE frames (``bytes``: each step every frame ready at that
+        moment, whole frames in order) with ``async for``; failures after it
         began arrive as an ``error`` event. Closing it (:meth:`ProcessResult.aclose`,
         or cancelling a pending ``__anext__``, as a server does when the
         client disconnects) cancels the turn; the partial answer is kept.

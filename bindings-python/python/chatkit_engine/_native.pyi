@@ -36,6 +36,10 @@ class RequestContext:
 class ProcessResult:
     """JSON bytes, or an async iterator of SSE frames (``bytes``).
 
+    Each step of a stream yields every frame that was ready at that moment,
+    concatenated (one or more whole frames, in order): frames produced
+    together cross into Python in one await, and a step never waits for a
+    frame that is not there yet (a slow model's tokens come one by one).
     Iterating a JSON result yields its document once, so
     ``StreamingResponse(result, media_type=result.media_type)`` fits both.
     """

@@ -26,7 +26,7 @@
 //! child process (fresh SQLite file in a temp directory unless
 //! `--database-url`), pointed at the fake provider, so it can read the
 //! server's CPU time and RSS from `/proc`. With `--url` it targets a running
-//! server (give `--server-pid` for CPU/RSS, `--jwt-secret` if it verifies
+//! server (give `--pid` for CPU/RSS, `--jwt-secret` if it verifies
 //! HS256 tokens, and start it with `OPENAI_BASE_URL` set to the fake
 //! provider, whose port `--provider-port` fixes).
 
@@ -64,8 +64,10 @@ struct Args {
     #[arg(long)]
     url: Option<String>,
 
-    /// With --url: the server's process id, to read its CPU time and RSS.
-    #[arg(long)]
+    /// With --url: the process id of the server (any host: uvicorn, `next
+    /// start`, ...), whose CPU time (user + system) and RSS are read from
+    /// `/proc` before, during (every 0.5 s) and after each phase.
+    #[arg(long = "pid", visible_alias = "server-pid")]
     server_pid: Option<u32>,
 
     /// Sign HS256 tokens with this secret (the server's JWT_SECRET) instead
@@ -365,11 +367,13 @@ fn nofile_limit() -> Option<u64> {
 async fn wait_ready(http: &reqwest::Client, base: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
+        // A host without a `/readyz` route (the FastAPI or Next.js example)
+        // answers 404: it is listening, which is all a `--url` target needs.
         let ok = http
             .get(format!("{base}/readyz"))
             .send()
             .await
-            .is_ok_and(|r| r.status().is_success());
+            .is_ok_and(|r| r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND);
         if ok {
             return Ok(());
         }
@@ -497,6 +501,7 @@ async fn turns_phase(
         let done = Arc::clone(&done);
         tokio::spawn(async move {
             let mut samples: Vec<(u64, u64)> = Vec::new();
+            let mut cpu: Vec<(Instant, server::CpuTime)> = Vec::new();
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let Some(rss) = server::rss_kib(pid) else {
@@ -504,11 +509,14 @@ async fn turns_phase(
                 };
                 let n = done.load(Ordering::Relaxed);
                 samples.push((n, rss));
+                if let Some(time) = server::cpu_time(pid) {
+                    cpu.push((Instant::now(), time));
+                }
                 if n >= total {
                     break;
                 }
             }
-            samples
+            (samples, cpu)
         })
     });
 
@@ -564,9 +572,9 @@ async fn turns_phase(
     let wall = started.elapsed();
     let cpu_after = target.pid.and_then(server::cpu_time);
     let rss_after = target.pid.and_then(server::rss_kib);
-    let samples = match sampler {
+    let (samples, cpu_samples) = match sampler {
         Some(handle) => handle.await.unwrap_or_default(),
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
 
     let failed: u64 = stats.errors.values().sum();
@@ -620,7 +628,18 @@ async fn turns_phase(
         }
     };
     if let (Some(a), Some(b)) = (rss_before, rss_after) {
-        report.line(format!("server RSS: {a} KiB before, {b} KiB after"));
+        let during = samples.iter().map(|(_, rss)| *rss);
+        let (low, high) = during.fold((a.min(b), a.max(b)), |(lo, hi), rss| {
+            (lo.min(rss), hi.max(rss))
+        });
+        report.line(format!(
+            "server RSS: {a} KiB before, {b} KiB after, {:.1}-{:.1} MiB over the phase",
+            low as f64 / 1024.0,
+            high as f64 / 1024.0
+        ));
+    }
+    if let Some(line) = cpu_band(&cpu_samples) {
+        report.line(line);
     }
     let growth = memory_growth(&samples, total, report);
     let db = if target.database.starts_with("sqlite") {
@@ -649,6 +668,29 @@ async fn turns_phase(
         None => report.targets.push(format!("  {:<44} not measured", "memory growth")),
     }
     Ok(())
+}
+
+/// The server's CPU use between consecutive samples, as a share of one
+/// core: its median and range over the phase (a host whose use swings, a
+/// GC or a stalled event loop, shows here).
+fn cpu_band(samples: &[(Instant, server::CpuTime)]) -> Option<String> {
+    let mut shares: Vec<f64> = samples
+        .windows(2)
+        .filter_map(|pair| {
+            let wall = pair[1].0.duration_since(pair[0].0).as_secs_f64();
+            (wall > 0.0).then(|| pair[1].1.since(&pair[0].1).total().as_secs_f64() * 100.0 / wall)
+        })
+        .collect();
+    if shares.is_empty() {
+        return None;
+    }
+    shares.sort_by(f64::total_cmp);
+    Some(format!(
+        "server CPU over the phase, % of one core per 0.5 s sample: median {:.0}, {:.0}-{:.0}",
+        shares[shares.len() / 2],
+        shares[0],
+        shares[shares.len() - 1]
+    ))
 }
 
 /// RSS after 20% of the turns (warm-up) and at the end; prints the curve.
