@@ -21,6 +21,7 @@ fn settings() -> PoolSettings {
         idle_timeout: Duration::from_secs(60),
         max_lifetime: Duration::from_secs(600),
         recheck_after_idle: Duration::from_millis(500),
+        transaction_pooler: false,
     }
 }
 

@@ -10,10 +10,11 @@
 //!    persists each item), then the thread's changes.
 //! 3. The end: success; a client that left (the cancellation path keeps the
 //!    partial answer, then stores the hidden marker); or a failure, streamed
-//!    as an `error` event. The lease is released last.
+//!    as an `error` event. The lease is released last; while the turn runs
+//!    it is renewed beside it (see [`super::locks`]).
 
 use super::json::load_widget;
-use super::locks::ThreadLease;
+use super::locks::TurnLease;
 use super::stream::EventSender;
 use super::{ChatEngine, EventStream, Turn};
 use crate::context::RequestContext;
@@ -41,7 +42,7 @@ enum Phase {
 /// Everything a turn needs once validation is over.
 struct TurnPlan {
     thread: ThreadMetadata,
-    lease: ThreadLease,
+    lease: TurnLease,
     /// Events sent before `stream_options` (already persisted).
     prelude: Vec<ThreadStreamEvent>,
     /// Events processed right after `stream_options` (persisted then).
@@ -86,13 +87,18 @@ fn error_stream(event: ThreadStreamEvent) -> EventStream {
     stream
 }
 
-/// Marks the thread busy for this turn, or fails with `ThreadBusy`.
-fn lease(engine: &ChatEngine, thread_id: &str, ctx: &RequestContext) -> Result<ThreadLease> {
-    engine
-        .inner
-        .locks
-        .try_acquire(&ctx.user_id, thread_id)
-        .ok_or_else(|| Error::ThreadBusy(thread_id.to_owned()))
+/// Marks the thread busy for this turn (in this process and, on a store
+/// that shares leases, on every replica), or fails with `ThreadBusy`.
+async fn lease(engine: &ChatEngine, thread_id: &str, ctx: &RequestContext) -> Result<TurnLease> {
+    TurnLease::acquire(
+        &engine.inner.locks,
+        &engine.inner.store,
+        &engine.inner.replica,
+        engine.config().turn_lease(),
+        thread_id,
+        ctx,
+    )
+    .await
 }
 
 /// Validates the request and persists what it brings; see the module docs.
@@ -108,7 +114,7 @@ async fn plan(
             // id leaves no empty thread behind.
             let attachments = load_attachments(engine, &params.input, ctx).await?;
             let thread = ThreadMetadata::new(new_id(IdKind::Thread), Timestamp::now());
-            let lease = lease(engine, &thread.id, ctx)?;
+            let lease = lease(engine, &thread.id, ctx).await?;
             store.save_thread(&thread, ctx).await?;
             let created = ThreadStreamEvent::ThreadCreated {
                 thread: Thread::from_metadata(&thread, Default::default()),
@@ -130,7 +136,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsAddUserMessage(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            let lease = lease(engine, &thread.id, ctx).await?;
             let attachments = load_attachments(engine, &params.input, ctx).await?;
             let message =
                 save_user_message(engine, &thread, params.input, attachments, ctx).await?;
@@ -146,7 +152,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsAddClientToolOutput(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            let lease = lease(engine, &thread.id, ctx).await?;
             let newest = store
                 .load_thread_items(&thread.id, None, PENDING_CALL_SCAN, Order::Desc, ctx)
                 .await?;
@@ -181,7 +187,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsAddStructuredInput(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            let lease = lease(engine, &thread.id, ctx).await?;
             let mut item = store.load_item(&thread.id, &params.item_id, ctx).await?;
             let ItemKind::StructuredInput(form) = &mut item.kind else {
                 return Err(Error::invalid(format!(
@@ -207,7 +213,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsRetryAfterItem(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            let lease = lease(engine, &thread.id, ctx).await?;
             let (message, newer) =
                 find_with_newer(engine, &thread.id, &params.item_id, ctx).await?;
             if !matches!(message.kind, ItemKind::UserMessage(_)) {
@@ -230,7 +236,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsCustomAction(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            let lease = lease(engine, &thread.id, ctx).await?;
             let sender = match &params.item_id {
                 Some(item_id) => Some(load_widget(engine, &thread.id, item_id, ctx).await?),
                 None => None,
@@ -355,6 +361,8 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
             turn.sync_thread().await
         } => outcome,
         () = watcher.closed() => Err(Error::Cancelled),
+        // Never completes: renews the lease while the turn runs.
+        () = lease.keep_alive() => Ok(()),
     };
     drop(watcher);
     match outcome {
@@ -375,7 +383,7 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
             }
         }
     }
-    drop(lease);
+    lease.release().await;
 }
 
 /// The `error` event for a failed respond phase: errors with a safe message
