@@ -26,7 +26,8 @@ pub const DEV_ISSUER: &str = "chatkit-engine-dev";
     max_term_width = 100,
     after_long_help = "More engine settings come only from the environment: JWKS (an inline JWKS \
                        document), JWT_LEEWAY_SECS, JWKS_REFRESH_SECS, MAX_TURNS, HISTORY_ITEMS, \
-                       TOOL_TIMEOUT_SECS. Logs: RUST_LOG (default info)."
+                       TOOL_TIMEOUT_SECS; for replicas on one PostgreSQL: DATABASE_URL_DIRECT, \
+                       DATABASE_POOLER, TURN_LEASE_SECS. Logs: RUST_LOG (default info)."
 )]
 pub struct Args {
     /// Address to listen on. Anything other than a loopback address needs
