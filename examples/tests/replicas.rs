@@ -11,6 +11,8 @@
 //!   from another replica once the lease expires (no `thread_busy` for a
 //!   request sent later than the lease time plus 5 s after the kill), and
 //!   every item completed before the kill is stored.
+//! - MCP over Streamable HTTP (stateless): `initialize`, `tools/list` and
+//!   `tools/call` of one client each land on a different replica and work.
 //! - `loadtest` with `--url` three times (round-robin): 32 users x 100 turns
 //!   with no error; the same run while one replica is killed and restarted
 //!   mid-run has errors only on that replica's streams, each a clean one,
@@ -133,6 +135,7 @@ fn replica_env(db: &Database, provider: &FakeProvider, port: u16) -> Vec<(&'stat
         ("RUST_LOG", "info".to_owned()),
         ("SHUTDOWN_GRACE_SECS", "2".to_owned()),
         ("PORT", port.to_string()),
+        ("MCP_STATELESS", "true".to_owned()),
     ]
 }
 
@@ -441,6 +444,114 @@ async fn a_replica_killed_mid_turn_frees_the_thread_for_the_others_when_its_leas
     assert_eq!(stored.last().unwrap()["type"], "assistant_message");
 
     provider.release_held();
+    drop(replicas);
+    provider.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One MCP JSON-RPC POST; the JSON-RPC answer (from a JSON body or the
+/// first SSE `data:` line), or `None` for an accepted notification.
+async fn mcp(http: &reqwest::Client, base: &str, token: &str, message: Value) -> Option<Value> {
+    let res = http
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(message.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers().get("mcp-session-id").is_none(),
+        "a stateless server issues no session"
+    );
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    if status == 202 {
+        return None;
+    }
+    assert_eq!(status, 200, "{text}");
+    let json = text
+        .lines()
+        .find_map(|line| line.strip_prefix("data:"))
+        .unwrap_or(&text);
+    Some(serde_json::from_str(json.trim()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the pooler of scripts/stages/35-replicas.sh"]
+async fn an_mcp_client_whose_requests_land_on_different_replicas_works() {
+    let dir = temp_dir("mcp");
+    let db = Database::create().await;
+    let provider = FakeProvider::start(ProviderConfig::default(), 0)
+        .await
+        .unwrap();
+    let replicas = start_replicas(&db, &provider, &dir);
+    let bases: Vec<String> = replicas.iter().map(ServeChild::base_url).collect();
+    let http = client::http_client().unwrap();
+    let token = client::sign_token(SECRET, "mcp-user").unwrap();
+
+    let init = mcp(
+        &http,
+        &bases[0],
+        &token,
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "replicas-test", "version": "1"}}}),
+    )
+    .await
+    .unwrap();
+    assert!(init["result"]["serverInfo"].is_object(), "{init}");
+    let accepted = mcp(
+        &http,
+        &bases[1],
+        &token,
+        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert!(accepted.is_none());
+    let listed = mcp(
+        &http,
+        &bases[2],
+        &token,
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert!(names.contains(&"create_task"), "{names:?}");
+    let created = mcp(
+        &http,
+        &bases[0],
+        &token,
+        serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "create_task", "arguments": {"title": "water the plants across replicas"}}}),
+    )
+    .await
+    .unwrap();
+    assert_ne!(created["result"]["isError"], true, "{created}");
+    let tasks = mcp(
+        &http,
+        &bases[1],
+        &token,
+        serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+            "name": "list_tasks", "arguments": {}}}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        tasks
+            .to_string()
+            .contains("water the plants across replicas"),
+        "{tasks}"
+    );
+
     drop(replicas);
     provider.stop();
     let _ = std::fs::remove_dir_all(&dir);
