@@ -556,3 +556,115 @@ async fn an_mcp_client_whose_requests_land_on_different_replicas_works() {
     provider.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `loadtest` round-robin over `bases`: 32 users x 100 turns, items
+/// verified; its child process and the summary file.
+fn spawn_loadtest(bases: &[String], summary: &Path, log: &Path) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    for base in bases {
+        command.arg("--url").arg(base);
+    }
+    command
+        .args(["--jwt-secret", SECRET, "--users", "32", "--turns", "100"])
+        .args(["--timeout-secs", "120", "--verify-items", "--summary-json"])
+        .arg(summary)
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn read_summary(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// How a client sees a replica die under it: the stream or the request is
+/// cut, or (once every replica refused) the connection. Never a hang, a
+/// truncated answer passed off as whole, or a server error.
+fn is_clean_cut(kind: &str) -> bool {
+    matches!(kind, "stream_broken" | "request" | "connect")
+}
+
+async fn wait_for_calls(provider: &FakeProvider, at_least: u64, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while provider.calls() < at_least {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "loadtest ended before {at_least} model calls"
+        );
+        assert!(Instant::now() < deadline, "the load stalled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the pooler of scripts/stages/35-replicas.sh"]
+async fn loadtest_round_robin_has_no_errors_and_a_killed_replica_fails_only_its_own_streams() {
+    let dir = temp_dir("load");
+    let db = Database::create().await;
+    // Streams slowly enough that the 32 users' turns overlap on every replica.
+    let provider = FakeProvider::start(
+        ProviderConfig {
+            answer_tokens: 5,
+            token_delay: Duration::from_millis(5),
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let mut replicas = start_replicas(&db, &provider, &dir);
+    let bases: Vec<String> = replicas.iter().map(ServeChild::base_url).collect();
+
+    // 1. Every replica up: no error at all.
+    let summary = dir.join("run1.json");
+    let mut run = spawn_loadtest(&bases, &summary, &dir.join("run1.log"));
+    let status = tokio::task::spawn_blocking(move || run.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let first = read_summary(&summary);
+    assert!(status.success(), "loadtest failed: {first}");
+    assert_eq!(first["ok"], 3200, "{first}");
+    assert_eq!(first["errors"], serde_json::json!({}), "{first}");
+    assert_eq!(first["lost_items"], 0, "{first}");
+
+    // 2. Replica 2 killed with SIGKILL a third of the way in, restarted on
+    // the same port a while later.
+    let summary = dir.join("run2.json");
+    let calls = provider.calls();
+    let mut run = spawn_loadtest(&bases, &summary, &dir.join("run2.log"));
+    wait_for_calls(&provider, calls + 1200, &mut run).await;
+    let port = replicas[2].addr().port();
+    replicas[2].kill();
+    wait_for_calls(&provider, calls + 1700, &mut run).await;
+    replicas[2] = start_replica(&db, &provider, &dir, 3, port);
+    let status = tokio::task::spawn_blocking(move || run.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = read_summary(&summary);
+    assert!(status.success(), "loadtest failed: {second}");
+    assert_eq!(second["lost_items"], 0, "stored items were lost: {second}");
+    let by_url = second["errors_by_url"].as_object().unwrap();
+    for (url, kinds) in by_url {
+        assert_eq!(
+            url, &bases[2],
+            "errors on a replica that was not killed: {second}"
+        );
+        for kind in kinds.as_object().unwrap().keys() {
+            assert!(is_clean_cut(kind), "an unclean error `{kind}`: {second}");
+        }
+    }
+    let failed: u64 = second["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(failed > 0, "the kill cut no stream: {second}");
+    assert_eq!(second["ok"].as_u64().unwrap() + failed, 3200, "{second}");
+
+    drop(replicas);
+    provider.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
