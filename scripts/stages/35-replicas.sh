@@ -66,6 +66,8 @@ default_pool_size = 6
 reserve_pool_size = 0
 server_reset_query =
 ignore_startup_parameters = extra_float_digits,options
+log_connections = 0
+log_disconnections = 0
 logfile = $workdir/pgbouncer.log
 pidfile = $workdir/pgbouncer.pid
 INI
@@ -73,9 +75,9 @@ INI
 # PgBouncer refuses to run as root.
 if [[ "$(id -u)" == "0" ]]; then
   chown -R postgres "$workdir"
-  runuser -u postgres -- "$PGBOUNCER" "$workdir/pgbouncer.ini" &
+  runuser -u postgres -- "$PGBOUNCER" -q "$workdir/pgbouncer.ini" &
 else
-  "$PGBOUNCER" "$workdir/pgbouncer.ini" &
+  "$PGBOUNCER" -q "$workdir/pgbouncer.ini" &
 fi
 pgb_pid=$!
 for _ in $(seq 1 100); do
@@ -88,9 +90,9 @@ echo "pgbouncer (transaction mode) on 127.0.0.1:$port in front of $db_host:$db_p
 
 export CHATKIT_TEST_POOLER_URL="postgres://$db_user@127.0.0.1:$port/postgres"
 
-# The store behaviour suite and the turn-lease engine tests, through the pooler.
+# The store behaviour suite and the cross-replica engine tests, through the pooler.
 cargo nextest run "${CARGO_LOCKED[@]}" -p chatkit-engine --test store_suite --test engine \
-  -E 'test(/postgres::/) | test(/lease/)'
+  -E 'test(/postgres::/) | test(/lease/) | test(/replica/)'
 
 # Three serve replicas behind the pooler (#[ignore]d elsewhere: they need it).
 cargo build "${CARGO_LOCKED[@]}" -q -p chatkit-engine-examples --bin serve --bin loadtest
