@@ -91,8 +91,8 @@ echo "pgbouncer (transaction mode) on 127.0.0.1:$port in front of $db_host:$db_p
 export CHATKIT_TEST_POOLER_URL="postgres://$db_user@127.0.0.1:$port/postgres"
 
 # The store behaviour suite and the cross-replica engine tests, through the pooler.
-cargo nextest run "${CARGO_LOCKED[@]}" -p chatkit-engine --test store_suite --test engine \
-  -E 'test(/postgres::/) | test(/lease/) | test(/replica/)'
+cargo nextest run "${CARGO_LOCKED[@]}" -p chatkit-engine --test store_suite --test engine --test pg_pool \
+  -E 'test(/postgres::/) | test(/lease/) | test(/replica/) | test(/transaction_pooler/)'
 
 # Three serve replicas behind the pooler (#[ignore]d elsewhere: they need it).
 cargo build "${CARGO_LOCKED[@]}" -q -p chatkit-engine-examples --bin serve --bin loadtest

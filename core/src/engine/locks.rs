@@ -4,7 +4,7 @@
 //! | Store | What keeps a second turn off a busy thread |
 //! |---|---|
 //! | any | the in-process set below, checked first (no round trip for a second request on the same replica) |
-//! | [`Store::shares_turn_leases`] (PostgreSQL) | a lease row taken in one statement, renewed every third of its lifetime while the turn runs, deleted when the turn ends; a replica that died leaves a row that expires ([`EngineConfig::turn_lease_secs`](crate::EngineConfig::turn_lease_secs)) by the database's clock |
+//! | [`Store::shares_turn_leases`](crate::store::Store::shares_turn_leases) (PostgreSQL) | a lease row taken in one statement, renewed every third of its lifetime while the turn runs, deleted when the turn ends; a replica that died leaves a row that expires ([`EngineConfig::turn_lease_secs`](crate::EngineConfig::turn_lease_secs)) by the database's clock |
 //!
 //! The lease is released by [`TurnLease::release`] at the end of every turn
 //! (success, client gone, failure). A lease dropped without it (a request
