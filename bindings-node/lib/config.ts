@@ -14,6 +14,12 @@ export interface EngineConfig {
   databaseSchema?: string;
   /** The app's task table on PostgreSQL, `schema.table` (default `public.tasks`). */
   tasksTable?: string;
+  /** A direct PostgreSQL URL for migrations when `databaseUrl` goes through a pooler (Neon: the endpoint without `-pooler`). */
+  databaseUrlDirect?: string | null;
+  /** Whether `databaseUrl` goes through a transaction-mode pooler: `auto` (default: Neon `-pooler` hosts), `transaction` or `none`. */
+  databasePooler?: "auto" | "transaction" | "none";
+  /** Seconds a turn lease lives without renewal (default 30): how long a thread stays busy after its replica died. */
+  turnLeaseSecs?: number;
   /** API key of an OpenAI-compatible provider; without one the offline scripted model answers. */
   openaiApiKey?: string | null;
   /** The provider's base URL (default OpenAI's). */

@@ -23,6 +23,18 @@ pub struct EngineConfig {
     /// The app's task table on PostgreSQL, `schema.table` (env `TASKS_TABLE`;
     /// default `public.tasks`). SQLite ignores it.
     pub tasks_table: String,
+    /// A direct PostgreSQL URL for migrations when `database_url` goes
+    /// through a pooler (env `DATABASE_URL_DIRECT`; Neon: the endpoint
+    /// without `-pooler`). Unset: migrations use `database_url`.
+    pub database_url_direct: Option<String>,
+    /// Whether `database_url` goes through a transaction-mode pooler (env
+    /// `DATABASE_POOLER`: `auto`, `transaction` or `none`; default `auto`,
+    /// see [`PoolerMode`](crate::store::PoolerMode)).
+    pub database_pooler: crate::store::PoolerMode,
+    /// Seconds a turn lease lives without renewal (env `TURN_LEASE_SECS`;
+    /// default 30): how long a thread stays busy after the replica running
+    /// its turn died. A running turn renews it every third of that time.
+    pub turn_lease_secs: u64,
 
     /// API key of an OpenAI-compatible provider (env `OPENAI_API_KEY`).
     /// Without one the engine uses the offline scripted model.
@@ -99,6 +111,9 @@ impl Default for EngineConfig {
             database_url: "sqlite://chatkit.db".to_owned(),
             database_schema: crate::store::DEFAULT_SCHEMA.to_owned(),
             tasks_table: crate::todo::DEFAULT_TASKS_TABLE.to_owned(),
+            database_url_direct: None,
+            database_pooler: crate::store::PoolerMode::Auto,
+            turn_lease_secs: 30,
             openai_api_key: None,
             openai_base_url: None,
             chat_model: None,
@@ -135,6 +150,12 @@ impl fmt::Debug for EngineConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("database_schema", &self.database_schema)
             .field("tasks_table", &self.tasks_table)
+            .field(
+                "database_url_direct",
+                &self.database_url_direct.as_deref().map(redact_url),
+            )
+            .field("database_pooler", &self.database_pooler)
+            .field("turn_lease_secs", &self.turn_lease_secs)
             .field("openai_api_key", &secret(&self.openai_api_key))
             .field("openai_base_url", &self.openai_base_url)
             .field("chat_model", &self.chat_model)
@@ -170,6 +191,21 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl EngineConfig {
+    /// How to open the database these settings name.
+    pub fn database_options(&self) -> crate::store::DatabaseOptions {
+        crate::store::DatabaseOptions {
+            url: self.database_url.clone(),
+            direct_url: self.database_url_direct.clone(),
+            schema: self.database_schema.clone(),
+            pooler: self.database_pooler,
+        }
+    }
+
+    /// How long a turn lease lives without renewal.
+    pub fn turn_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.turn_lease_secs)
+    }
+
     /// The defaults, overridden by whatever environment variables are set.
     pub fn from_env() -> Result<Self> {
         let mut config = Self::default();
@@ -198,6 +234,12 @@ impl EngineConfig {
         }
         if let Some(v) = get("TASKS_TABLE") {
             self.tasks_table = v;
+        }
+        if let Some(v) = get("DATABASE_URL_DIRECT") {
+            self.database_url_direct = Some(v);
+        }
+        if let Some(v) = get("DATABASE_POOLER") {
+            self.database_pooler = v.parse()?;
         }
         text("OPENAI_API_KEY", &mut self.openai_api_key);
         text("OPENAI_BASE_URL", &mut self.openai_base_url);
@@ -248,6 +290,9 @@ impl EngineConfig {
         }
         if let Some(v) = number("TOOL_TIMEOUT_SECS")? {
             self.tool_timeout_secs = v;
+        }
+        if let Some(v) = number("TURN_LEASE_SECS")? {
+            self.turn_lease_secs = v;
         }
         if let Some(v) = number("MAX_BODY_BYTES")? {
             self.max_body_bytes = v as usize;
@@ -317,6 +362,17 @@ impl EngineConfig {
             if value == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1")));
             }
+        }
+        if self.turn_lease_secs == 0 {
+            return Err(Error::Config("turn_lease_secs must be at least 1".into()));
+        }
+        if let Some(direct) = &self.database_url_direct
+            && !crate::store::is_postgres_url(direct)
+        {
+            return Err(Error::Config(format!(
+                "database_url_direct must be a postgres:// or postgresql:// URL (got `{}`)",
+                redact_url(direct)
+            )));
         }
         if self.tool_timeout_secs == 0 {
             return Err(Error::Config("tool_timeout_secs must be at least 1".into()));

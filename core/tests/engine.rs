@@ -3,6 +3,9 @@
 #[path = "support/engine.rs"]
 mod support;
 
+#[path = "support/db.rs"]
+mod db;
+
 use async_trait::async_trait;
 use chatkit_engine::engine::{
     CANCELLED_MARKER_TEXT, ChatEngine, EchoResponder, Responder, Response, Turn, UploadUrls,
@@ -467,6 +470,146 @@ async fn a_second_request_on_a_busy_thread_gets_an_error_event_and_changes_nothi
         .map(|item| item["content"][0]["text"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(texts, ["hi", "block"]);
+}
+
+/// Two "replicas": engines with their own pools on one PostgreSQL database
+/// (through the test pooler when the run has one), each with its own
+/// responder.
+async fn replicas_on_postgres(
+    db: &db::TestDb,
+    lease_secs: u64,
+) -> [(ChatEngine, Arc<Notify>, Arc<Notify>); 2] {
+    let open = || async {
+        let scripted = Scripted::default();
+        let handles = (scripted.started.clone(), scripted.release.clone());
+        let engine = ChatEngine::builder()
+            .shared_store(db.open().await)
+            .responder(scripted)
+            .config(EngineConfig {
+                turn_lease_secs: lease_secs,
+                ..EngineConfig::default()
+            })
+            .build()
+            .unwrap();
+        (engine, handles.0, handles.1)
+    };
+    [open().await, open().await]
+}
+
+#[tokio::test]
+async fn a_busy_thread_is_busy_on_every_replica_of_the_database_until_its_turn_ends() {
+    let db = db::TestDb::postgres().await;
+    let [(a, a_started, a_release), (b, _, _)] = replicas_on_postgres(&db, 30).await;
+    let thread_id = created_thread_id(&call_stream(&a, "alice", create("hi")).await);
+
+    let Response::Stream(running) = a
+        .process(
+            add_message(&thread_id, "block").to_string().as_bytes(),
+            RequestContext::new("alice"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("streams")
+    };
+    a_started.notified().await;
+    let second = wire(&call_stream(&b, "alice", add_message(&thread_id, "interleave me")).await);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0]["reason"], "thread_busy");
+    // Another user's request is not held up by Alice's lease.
+    let bobs = call_stream(&b, "bob", create("hello")).await;
+    assert_eq!(types(&bobs).first(), Some(&"thread.created"));
+
+    a_release.notify_one();
+    let rest = running.collect_events().await;
+    assert_eq!(types(&rest).last(), Some(&"thread.item.done"));
+    // Released at the end of the turn: the other replica can go on at once.
+    let next = call_stream(&b, "alice", add_message(&thread_id, "after")).await;
+    assert!(
+        !wire(&next).iter().any(|event| event["type"] == "error"),
+        "{next:?}"
+    );
+    let texts: Vec<String> = items(&b, "alice", &thread_id)
+        .await
+        .iter()
+        .filter(|item| item["type"] == "user_message")
+        .map(|item| item["content"][0]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["hi", "block", "after"]);
+    assert_eq!(
+        db.scalar_i64("SELECT COUNT(*) FROM chat_turn_leases").await,
+        0,
+        "every lease was released"
+    );
+}
+
+#[tokio::test]
+async fn a_turn_outliving_its_lease_time_keeps_the_thread_by_renewing_the_lease() {
+    let db = db::TestDb::postgres().await;
+    let [(a, a_started, a_release), (b, _, _)] = replicas_on_postgres(&db, 1).await;
+    let thread_id = created_thread_id(&call_stream(&a, "alice", create("hi")).await);
+    let Response::Stream(running) = a
+        .process(
+            add_message(&thread_id, "block").to_string().as_bytes(),
+            RequestContext::new("alice"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("streams")
+    };
+    a_started.notified().await;
+    // Wait until the database's clock is well past the first expiry: only
+    // renewals can have kept the lease alive.
+    let first_expiry: f64 = db
+        .scalar_f64("SELECT EXTRACT(EPOCH FROM expires_at) FROM chat_turn_leases")
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db.scalar_f64("SELECT EXTRACT(EPOCH FROM now())").await < first_expiry + 1.5 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let second = wire(&call_stream(&b, "alice", add_message(&thread_id, "interleave me")).await);
+    assert_eq!(second[0]["reason"], "thread_busy", "{second:?}");
+    a_release.notify_one();
+    running.collect_events().await;
+}
+
+#[tokio::test]
+async fn the_lease_of_a_replica_that_died_expires_and_the_thread_is_usable_again() {
+    let db = db::TestDb::postgres().await;
+    let [(a, _, _), (b, _, _)] = replicas_on_postgres(&db, 30).await;
+    let thread_id = created_thread_id(&call_stream(&a, "alice", create("hi")).await);
+    // A replica that died mid-turn leaves its lease row behind...
+    assert!(
+        a.store()
+            .try_lease_turn(
+                &thread_id,
+                "dead-replica/turn",
+                std::time::Duration::from_secs(300),
+                &RequestContext::new("alice"),
+            )
+            .await
+            .unwrap()
+    );
+    let busy = wire(&call_stream(&b, "alice", add_message(&thread_id, "now?")).await);
+    assert_eq!(busy[0]["reason"], "thread_busy");
+    // ...whose last renewal was long enough ago that it expires in a second.
+    db.execute("UPDATE chat_turn_leases SET expires_at = now() + interval '1 second'")
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let events = wire(&call_stream(&b, "alice", add_message(&thread_id, "again")).await);
+        if events.iter().all(|event| event["type"] != "error") {
+            break;
+        }
+        assert_eq!(events[0]["reason"], "thread_busy", "{events:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 #[test]

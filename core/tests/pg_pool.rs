@@ -21,6 +21,7 @@ fn settings() -> PoolSettings {
         idle_timeout: Duration::from_secs(60),
         max_lifetime: Duration::from_secs(600),
         recheck_after_idle: Duration::from_millis(500),
+        transaction_pooler: false,
     }
 }
 
@@ -174,4 +175,67 @@ async fn the_pool_runs_queries_itself_and_keeps_connections_whose_queries_comple
         .await
         .unwrap();
     assert_ne!(after, first);
+}
+
+/// A pool in transaction-pooler mode, through the test pooler when the run
+/// has one (`CHATKIT_TEST_POOLER_URL`), else directly.
+async fn pooler_pool(db: &TestDb, settings: PoolSettings) -> PgConnectionPool {
+    let url = db.pooled_url().unwrap_or_else(|| db.url.clone());
+    PgConnectionPool::connect(
+        PgConnectOptions::from_str(&url).unwrap(),
+        PoolSettings {
+            transaction_pooler: true,
+            ..settings
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn through_a_transaction_pooler_idle_connections_are_checked_and_statements_stay_unnamed() {
+    let db = TestDb::postgres().await;
+    let pool = pooler_pool(
+        &db,
+        PoolSettings {
+            recheck_after_idle: Duration::ZERO,
+            max_connections: 4,
+            ..settings()
+        },
+    )
+    .await;
+    assert!(!pool.prepared_statements());
+    // Every reuse pings first (the check before acquire), then runs a
+    // parameterised statement; concurrent ones share the pooler's servers.
+    for round in 0..3_i64 {
+        let queries = (0..8_i64).map(|i| {
+            let pool = pool.clone();
+            async move {
+                let value: i64 = sqlx::query_scalar("SELECT $1::BIGINT * 2")
+                    .bind(round * 100 + i)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                assert_eq!(value, (round * 100 + i) * 2);
+            }
+        });
+        futures::future::join_all(queries).await;
+    }
+    // A failed statement rolls its transaction back and leaves a usable pool.
+    let err = sqlx::query("SELECT 1 / $1::INT")
+        .bind(0)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("division by zero"), "{err}");
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    // Named statements are refused rather than leaked to other clients.
+    let err = sqlx::Executor::prepare(&pool, "SELECT 1")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("transaction pooler"), "{err}");
 }

@@ -27,10 +27,13 @@ use serde_json::{Map, Value, json};
 macro_rules! suite {
     (
         store: [$($store_test:ident),* $(,)?],
-        db: [$($db_test:ident),* $(,)?] $(,)?
+        db: [$($db_test:ident),* $(,)?],
+        postgres_store: [$($pg_store_test:ident),* $(,)?],
+        postgres_db: [$($pg_db_test:ident),* $(,)?] $(,)?
     ) => {
         suite!(@backend sqlite, Sqlite; [$($store_test),*]; [$($db_test),*]);
-        suite!(@backend postgres, Postgres; [$($store_test),*]; [$($db_test),*]);
+        suite!(@backend postgres, Postgres;
+            [$($store_test,)* $($pg_store_test),*]; [$($db_test,)* $($pg_db_test),*]);
     };
     (@backend $module:ident, $backend:ident; [$($store_test:ident),*]; [$($db_test:ident),*]) => {
         mod $module {
@@ -83,6 +86,23 @@ suite! {
         tasks_table_exists_after_connect,
         existing_tasks_table_is_kept,
     ],
+    // Turn leases exist where several processes share one database; a
+    // SQLite store keeps the engine's in-process lock (and says so).
+    postgres_store: [
+        a_turn_lease_is_exclusive_until_its_owner_releases_it,
+        an_expired_turn_lease_is_taken_over_by_the_next_owner,
+        racing_owners_get_exactly_one_turn_lease,
+    ],
+    postgres_db: [
+        replicas_migrating_at_once_apply_each_migration_exactly_once,
+        a_transaction_pooler_without_a_direct_url_refuses_pending_migrations,
+    ],
+}
+
+#[tokio::test]
+async fn a_sqlite_store_leaves_turns_to_the_in_process_lock() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    assert!(!store.shares_turn_leases());
 }
 
 // ---------------------------------------------------------------------------
@@ -1222,7 +1242,204 @@ async fn migrations_apply_twice(db: &TestDb) {
     );
     assert_eq!(
         db.scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations").await,
-        1
+        2
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Turn leases and migrations of several replicas (PostgreSQL).
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn a_turn_lease_is_exclusive_until_its_owner_releases_it(store: &dyn Store) {
+    assert!(store.shares_turn_leases());
+    let thread = "thr_leased";
+    assert!(
+        store
+            .try_lease_turn(thread, "a", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lease_turn(thread, "b", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    // The owner itself cannot take it twice either: a second turn is a new owner.
+    assert!(
+        !store
+            .try_lease_turn(thread, "a2", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    // Leases are per user: Bob's thread of the same id is another lease.
+    assert!(
+        store
+            .try_lease_turn(thread, "b", LONG, &bob())
+            .await
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .renew_turn_lease(thread, "a", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_turn_lease(thread, "b", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    // Only the owner's release frees the thread.
+    store
+        .release_turn_lease(thread, "b", &alice())
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .try_lease_turn(thread, "c", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    store
+        .release_turn_lease(thread, "a", &alice())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .try_lease_turn(thread, "c", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_turn_lease(thread, "a", LONG, &alice())
+            .await
+            .unwrap()
+    );
+}
+
+async fn an_expired_turn_lease_is_taken_over_by_the_next_owner(store: &dyn Store) {
+    let thread = "thr_expiring";
+    let short = std::time::Duration::from_secs(1);
+    assert!(
+        store
+            .try_lease_turn(thread, "dead", short, &alice())
+            .await
+            .unwrap()
+    );
+    // Whenever the database's clock passes the expiry, the next owner gets it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !store
+        .try_lease_turn(thread, "next", LONG, &alice())
+        .await
+        .unwrap()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired lease was never taken over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The dead owner can neither renew nor release the new owner's lease.
+    assert!(
+        !store
+            .renew_turn_lease(thread, "dead", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    store
+        .release_turn_lease(thread, "dead", &alice())
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .try_lease_turn(thread, "third", LONG, &alice())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .renew_turn_lease(thread, "next", LONG, &alice())
+            .await
+            .unwrap()
+    );
+}
+
+async fn racing_owners_get_exactly_one_turn_lease(store: &dyn Store) {
+    for round in 0..5 {
+        let thread = format!("thr_race_{round}");
+        let owners: Vec<String> = (0..12).map(|i| format!("owner{i}")).collect();
+        let ctx = alice();
+        let attempts = owners
+            .iter()
+            .map(|owner| store.try_lease_turn(&thread, owner, LONG, &ctx));
+        let won = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|won| *won)
+            .count();
+        assert_eq!(won, 1, "round {round}: {won} owners got the lease");
+    }
+}
+
+async fn replicas_migrating_at_once_apply_each_migration_exactly_once(db: &TestDb) {
+    use chatkit_engine::store::{DEFAULT_SCHEMA, PostgresStore};
+    let replicas = (0..4).map(|_| async {
+        let pool = PostgresStore::pool_for(&db.url).await.unwrap();
+        PostgresStore::migrate(&pool, DEFAULT_SCHEMA).await
+    });
+    let reports: Vec<_> = futures::future::join_all(replicas)
+        .await
+        .into_iter()
+        .map(|report| report.expect("every replica starts"))
+        .collect();
+    let mut applied: Vec<i64> = reports
+        .iter()
+        .flat_map(|report| report.applied.iter().map(|(version, _)| *version))
+        .collect();
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        [1, 2],
+        "each migration applied by exactly one replica"
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT COUNT(*) FROM chatkit._sqlx_migrations WHERE success")
+            .await,
+        2
+    );
+    // Every replica's store works on the result.
+    db.open().await.ping().await.unwrap();
+}
+
+async fn a_transaction_pooler_without_a_direct_url_refuses_pending_migrations(db: &TestDb) {
+    use chatkit_engine::store::{DatabaseOptions, PoolerMode, PostgresStore};
+    let through = db.pooled_url().unwrap_or_else(|| db.url.clone());
+    let options = DatabaseOptions {
+        pooler: PoolerMode::Transaction,
+        ..DatabaseOptions::new(through)
+    };
+    let err = PostgresStore::open(&options).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_config");
+    assert!(err.to_string().contains("DATABASE_URL_DIRECT"), "{err}");
+    // Nothing was created through the pooler.
+    assert_eq!(
+        db.scalar_i64("SELECT COUNT(*) FROM pg_namespace WHERE nspname = 'chatkit'")
+            .await,
+        0
+    );
+    // Once migrated (directly), the pooled URL alone is enough.
+    drop(db.open().await);
+    let store = PostgresStore::open(&options).await.unwrap();
+    let thread = thread_of(&store, &alice()).await;
+    assert_eq!(
+        store.load_thread(&thread.id, &alice()).await.unwrap().id,
+        thread.id
     );
 }
 

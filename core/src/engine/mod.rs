@@ -90,6 +90,8 @@ struct Inner {
     attachments: Option<Arc<dyn AttachmentStore>>,
     config: EngineConfig,
     locks: Arc<ThreadLocks>,
+    /// Names this engine in the turn leases it takes.
+    replica: String,
 }
 
 impl std::fmt::Debug for ChatEngine {
@@ -174,9 +176,18 @@ impl ChatEngineBuilder {
                 attachments: self.attachments,
                 config,
                 locks: Arc::new(ThreadLocks::default()),
+                replica: replica_name(),
             }),
         })
     }
+}
+
+/// `host:pid:random`, so an operator reading the lease table can tell the
+/// replicas apart, and two engines in one process still differ.
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
 }
 
 impl ChatEngine {

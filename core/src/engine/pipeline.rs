@@ -10,10 +10,11 @@
 //!    persists each item), then the thread's changes.
 //! 3. The end: success; a client that left (the cancellation path keeps the
 //!    partial answer, then stores the hidden marker); or a failure, streamed
-//!    as an `error` event. The lease is released last.
+//!    as an `error` event. The lease is released last; while the turn runs
+//!    it is renewed beside it (see [`super::locks`]).
 
 use super::json::load_widget;
-use super::locks::ThreadLease;
+use super::locks::TurnLease;
 use super::stream::EventSender;
 use super::{ChatEngine, EventStream, Turn};
 use crate::context::RequestContext;
@@ -41,7 +42,6 @@ enum Phase {
 /// Everything a turn needs once validation is over.
 struct TurnPlan {
     thread: ThreadMetadata,
-    lease: ThreadLease,
     /// Events sent before `stream_options` (already persisted).
     prelude: Vec<ThreadStreamEvent>,
     /// Events processed right after `stream_options` (persisted then).
@@ -56,16 +56,33 @@ pub(super) async fn start(
     request: StreamingRequest,
     ctx: RequestContext,
 ) -> Result<EventStream> {
-    let plan = match plan(engine, request, &ctx).await {
-        Ok(plan) => plan,
-        Err(Error::ThreadBusy(thread_id)) => {
-            tracing::info!(
-                thread_id,
-                "refusing a second concurrent turn on a busy thread"
-            );
-            return Ok(error_stream(ThreadStreamEvent::thread_busy_error()));
+    // The lease lives outside the plan so that a request failing after it
+    // was taken frees the thread before its error is answered: the next
+    // request must not find the thread busy.
+    let mut leased = None;
+    let planned = plan(engine, request, &ctx, &mut leased).await;
+    let (plan, lease) = match (planned, leased) {
+        (Ok(plan), Some(lease)) => (plan, lease),
+        (Ok(_), None) => {
+            return Err(Error::Internal(
+                "a turn was planned without its lease".into(),
+            ));
         }
-        Err(err) => return Err(err),
+        (Err(err), lease) => {
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            return match err {
+                Error::ThreadBusy(thread_id) => {
+                    tracing::info!(
+                        thread_id,
+                        "refusing a second concurrent turn on a busy thread"
+                    );
+                    Ok(error_stream(ThreadStreamEvent::thread_busy_error()))
+                }
+                err => Err(err),
+            };
+        }
     };
     let (tx, stream) = EventStream::channel(engine.config().stream_buffer);
     let engine = engine.clone();
@@ -73,7 +90,7 @@ pub(super) async fn start(
     // Boxed: the plan is moved out at once, but a future keeps the room of
     // its arguments for its whole life.
     let plan = Box::new(plan);
-    tokio::spawn(async move { run_turn(engine, plan, ctx, tx).await }.instrument(span));
+    tokio::spawn(async move { run_turn(engine, plan, lease, ctx, tx).await }.instrument(span));
     Ok(stream)
 }
 
@@ -86,13 +103,26 @@ fn error_stream(event: ThreadStreamEvent) -> EventStream {
     stream
 }
 
-/// Marks the thread busy for this turn, or fails with `ThreadBusy`.
-fn lease(engine: &ChatEngine, thread_id: &str, ctx: &RequestContext) -> Result<ThreadLease> {
-    engine
-        .inner
-        .locks
-        .try_acquire(&ctx.user_id, thread_id)
-        .ok_or_else(|| Error::ThreadBusy(thread_id.to_owned()))
+/// Marks the thread busy for this turn (in this process and, on a store
+/// that shares leases, on every replica) and keeps the lease in `slot`, or
+/// fails with `ThreadBusy`.
+async fn lease(
+    engine: &ChatEngine,
+    thread_id: &str,
+    ctx: &RequestContext,
+    slot: &mut Option<TurnLease>,
+) -> Result<()> {
+    let lease = TurnLease::acquire(
+        &engine.inner.locks,
+        &engine.inner.store,
+        &engine.inner.replica,
+        engine.config().turn_lease(),
+        thread_id,
+        ctx,
+    )
+    .await?;
+    *slot = Some(lease);
+    Ok(())
 }
 
 /// Validates the request and persists what it brings; see the module docs.
@@ -100,6 +130,7 @@ async fn plan(
     engine: &ChatEngine,
     request: StreamingRequest,
     ctx: &RequestContext,
+    leased: &mut Option<TurnLease>,
 ) -> Result<TurnPlan> {
     let store = engine.store();
     match request {
@@ -108,7 +139,7 @@ async fn plan(
             // id leaves no empty thread behind.
             let attachments = load_attachments(engine, &params.input, ctx).await?;
             let thread = ThreadMetadata::new(new_id(IdKind::Thread), Timestamp::now());
-            let lease = lease(engine, &thread.id, ctx)?;
+            lease(engine, &thread.id, ctx, leased).await?;
             store.save_thread(&thread, ctx).await?;
             let created = ThreadStreamEvent::ThreadCreated {
                 thread: Thread::from_metadata(&thread, Default::default()),
@@ -117,7 +148,6 @@ async fn plan(
                 save_user_message(engine, &thread, params.input, attachments, ctx).await?;
             Ok(TurnPlan {
                 thread,
-                lease,
                 prelude: vec![
                     created,
                     ThreadStreamEvent::ItemDone {
@@ -130,13 +160,12 @@ async fn plan(
         }
         StreamingRequest::ThreadsAddUserMessage(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            lease(engine, &thread.id, ctx, leased).await?;
             let attachments = load_attachments(engine, &params.input, ctx).await?;
             let message =
                 save_user_message(engine, &thread, params.input, attachments, ctx).await?;
             Ok(TurnPlan {
                 thread,
-                lease,
                 prelude: vec![ThreadStreamEvent::ItemDone {
                     item: message.clone(),
                 }],
@@ -146,7 +175,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsAddClientToolOutput(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            lease(engine, &thread.id, ctx, leased).await?;
             let newest = store
                 .load_thread_items(&thread.id, None, PENDING_CALL_SCAN, Order::Desc, ctx)
                 .await?;
@@ -173,7 +202,6 @@ async fn plan(
             }
             Ok(TurnPlan {
                 thread,
-                lease,
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(None),
@@ -181,7 +209,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsAddStructuredInput(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            lease(engine, &thread.id, ctx, leased).await?;
             let mut item = store.load_item(&thread.id, &params.item_id, ctx).await?;
             let ItemKind::StructuredInput(form) = &mut item.kind else {
                 return Err(Error::invalid(format!(
@@ -199,7 +227,6 @@ async fn plan(
             apply_submission(form, &params.input);
             Ok(TurnPlan {
                 thread,
-                lease,
                 prelude: Vec::new(),
                 opening: vec![ThreadStreamEvent::ItemReplaced { item }],
                 phase: Phase::Respond(None),
@@ -207,7 +234,7 @@ async fn plan(
         }
         StreamingRequest::ThreadsRetryAfterItem(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            lease(engine, &thread.id, ctx, leased).await?;
             let (message, newer) =
                 find_with_newer(engine, &thread.id, &params.item_id, ctx).await?;
             if !matches!(message.kind, ItemKind::UserMessage(_)) {
@@ -222,7 +249,6 @@ async fn plan(
             }
             Ok(TurnPlan {
                 thread,
-                lease,
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
@@ -230,14 +256,13 @@ async fn plan(
         }
         StreamingRequest::ThreadsCustomAction(params) => {
             let thread = store.load_thread(&params.thread_id, ctx).await?;
-            let lease = lease(engine, &thread.id, ctx)?;
+            lease(engine, &thread.id, ctx, leased).await?;
             let sender = match &params.item_id {
                 Some(item_id) => Some(load_widget(engine, &thread.id, item_id, ctx).await?),
                 None => None,
             };
             Ok(TurnPlan {
                 thread,
-                lease,
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Action(params.action, sender),
@@ -327,10 +352,15 @@ async fn find_with_newer(
 }
 
 /// Runs one turn to completion, cancellation or failure.
-async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, tx: EventSender) {
+async fn run_turn(
+    engine: ChatEngine,
+    plan: Box<TurnPlan>,
+    lease: TurnLease,
+    ctx: RequestContext,
+    tx: EventSender,
+) {
     let TurnPlan {
         thread,
-        lease,
         prelude,
         opening,
         phase,
@@ -355,6 +385,8 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
             turn.sync_thread().await
         } => outcome,
         () = watcher.closed() => Err(Error::Cancelled),
+        // Never completes: renews the lease while the turn runs.
+        () = lease.keep_alive() => Ok(()),
     };
     drop(watcher);
     match outcome {
@@ -375,7 +407,7 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
             }
         }
     }
-    drop(lease);
+    lease.release().await;
 }
 
 /// The `error` event for a failed respond phase: errors with a safe message

@@ -1,4 +1,5 @@
-//! Persistence of threads, items, attachments and feedback.
+//! Persistence of threads, items, attachments and feedback, and the turn
+//! leases that keep one turn per thread across replicas.
 //!
 //! [`Store`] has the semantics the ChatKit server relies on (reference §4):
 //! `save_thread`, `add_thread_item`, `save_item` and `save_attachment` are
@@ -42,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{Attachment, FeedbackKind, Order, Page, ThreadItem, ThreadMetadata};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The largest page a store returns, whatever `limit` asks for.
 pub const MAX_PAGE_SIZE: usize = 200;
@@ -153,6 +155,53 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database answers (for readiness probes).
     async fn ping(&self) -> Result<()>;
+
+    /// Whether this store keeps turn leases that every process sharing the
+    /// database sees ([`PostgresStore`]). When `false` (the default, and
+    /// [`SqliteStore`]), the engine's in-process lock alone keeps one turn
+    /// per thread and the lease methods below are never needed.
+    fn shares_turn_leases(&self) -> bool {
+        false
+    }
+
+    /// Takes the turn lease of a thread for `owner` until `ttl` from now
+    /// (the database's clock): granted when no lease exists or the existing
+    /// one expired, in one atomic step; `Ok(false)` while another owner
+    /// holds an unexpired lease. Scoped by the caller like every method.
+    async fn try_lease_turn(
+        &self,
+        thread_id: &str,
+        owner: &str,
+        ttl: Duration,
+        ctx: &RequestContext,
+    ) -> Result<bool> {
+        let _ = (thread_id, owner, ttl, ctx);
+        Ok(true)
+    }
+
+    /// Pushes the expiry of `owner`'s lease to `ttl` from now; `Ok(false)`
+    /// when the lease is no longer `owner`'s (it expired and was taken).
+    async fn renew_turn_lease(
+        &self,
+        thread_id: &str,
+        owner: &str,
+        ttl: Duration,
+        ctx: &RequestContext,
+    ) -> Result<bool> {
+        let _ = (thread_id, owner, ttl, ctx);
+        Ok(true)
+    }
+
+    /// Ends `owner`'s lease; a no-op when it is not (or no longer) theirs.
+    async fn release_turn_lease(
+        &self,
+        thread_id: &str,
+        owner: &str,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        let _ = (thread_id, owner, ctx);
+        Ok(())
+    }
 }
 
 /// A shared, type-erased store.
@@ -178,6 +227,108 @@ impl Database {
     }
 }
 
+/// Whether the PostgreSQL server is reached through a transaction-mode
+/// pooler (PgBouncer, Neon's pooled endpoint), which changes how statements
+/// are sent (see [`PgConnectionPool`]'s module rules).
+///
+/// | Value | Meaning |
+/// |---|---|
+/// | `auto` (default) | `transaction` when the host name is a Neon pooled endpoint (`…-pooler.…`), `none` otherwise |
+/// | `transaction` | a transaction-mode pooler: unnamed statements, each in a transaction |
+/// | `none` | a direct connection or a session-mode pooler: named, cached statements |
+///
+/// `auto` trusts only the host name, never a probe of the server: no query
+/// tells reliably whether a pooler sits in between. Set `transaction` for
+/// any other transaction-mode pooler.
+///
+/// ```
+/// use chatkit_engine::store::PoolerMode;
+/// assert!(PoolerMode::Auto.is_transaction_pooler(
+///     "postgres://u:p@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/db"
+/// ));
+/// assert!(!PoolerMode::Auto.is_transaction_pooler("postgres://postgres@127.0.0.1:6432/db"));
+/// assert!(PoolerMode::Transaction.is_transaction_pooler("postgres://postgres@127.0.0.1:6432/db"));
+/// assert_eq!("transaction".parse::<PoolerMode>().unwrap(), PoolerMode::Transaction);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolerMode {
+    /// Decide from the URL's host (Neon's `-pooler` endpoints).
+    #[default]
+    Auto,
+    /// A transaction-mode pooler.
+    Transaction,
+    /// No transaction-mode pooler.
+    None,
+}
+
+impl PoolerMode {
+    /// Whether a server at `database_url` is treated as reached through a
+    /// transaction-mode pooler.
+    pub fn is_transaction_pooler(self, database_url: &str) -> bool {
+        match self {
+            PoolerMode::Transaction => true,
+            PoolerMode::None => false,
+            PoolerMode::Auto => url_host(database_url)
+                .split('.')
+                .next()
+                .is_some_and(|label| label.ends_with("-pooler")),
+        }
+    }
+}
+
+impl std::str::FromStr for PoolerMode {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(PoolerMode::Auto),
+            "transaction" => Ok(PoolerMode::Transaction),
+            "none" | "session" => Ok(PoolerMode::None),
+            other => Err(Error::Config(format!(
+                "the database pooler must be auto, transaction or none, got `{other}`"
+            ))),
+        }
+    }
+}
+
+/// The host of a `scheme://user:password@host:port/db` URL (empty if none).
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host_port.split(':').next().unwrap_or_default()
+}
+
+/// Where and how to open the database (see [`connect_with`]).
+#[derive(Clone, Debug)]
+pub struct DatabaseOptions {
+    /// The URL the store's traffic goes to (Neon: the pooled endpoint).
+    pub url: String,
+    /// A direct URL (Neon: the endpoint without `-pooler`) for migrations,
+    /// which hold a session-level advisory lock that a transaction pooler
+    /// cannot keep. PostgreSQL only.
+    pub direct_url: Option<String>,
+    /// The PostgreSQL schema of the engine tables.
+    pub schema: String,
+    /// Whether `url` goes through a transaction-mode pooler.
+    pub pooler: PoolerMode,
+}
+
+impl DatabaseOptions {
+    /// Options for `url`, everything else default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            direct_url: None,
+            schema: DEFAULT_SCHEMA.to_owned(),
+            pooler: PoolerMode::Auto,
+        }
+    }
+}
+
 /// Opens the database a URL names: `postgres://` / `postgresql://` for
 /// [`PostgresStore`] (engine tables in [`DEFAULT_SCHEMA`]), `sqlite:` for
 /// [`SqliteStore`] (a file path such as `sqlite://chat.db` is created if
@@ -189,10 +340,20 @@ pub async fn connect(database_url: &str) -> Result<Database> {
 /// [`connect`] with the PostgreSQL engine tables in `schema` (SQLite has no
 /// schemas and ignores it).
 pub async fn connect_in(database_url: &str, schema: &str) -> Result<Database> {
+    connect_with(&DatabaseOptions {
+        schema: schema.to_owned(),
+        ..DatabaseOptions::new(database_url)
+    })
+    .await
+}
+
+/// [`connect`] with every option: on PostgreSQL the migrations run over
+/// `direct_url` when given, and the pool follows `pooler` (see
+/// [`PostgresStore::open`]). SQLite ignores all but the URL.
+pub async fn connect_with(options: &DatabaseOptions) -> Result<Database> {
+    let database_url = options.url.as_str();
     if is_postgres_url(database_url) {
-        Ok(Database::Postgres(
-            PostgresStore::connect_in(database_url, schema).await?,
-        ))
+        Ok(Database::Postgres(PostgresStore::open(options).await?))
     } else if database_url.starts_with("sqlite:") {
         Ok(Database::Sqlite(SqliteStore::connect(database_url).await?))
     } else {

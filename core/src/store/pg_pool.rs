@@ -9,12 +9,39 @@
 //! cancelled request) may be mid-query and is closed instead. A connection
 //! that sat idle is pinged before it is handed out, so one the server (or a
 //! restart) closed in the meantime is replaced instead of failing a query.
+//!
+//! ## Through a transaction-mode pooler
+//!
+//! PgBouncer in transaction mode (Neon's pooled endpoint) hands the server
+//! connection to another client at every transaction boundary. sqlx sends a
+//! parameterised statement in two flights (`Parse`+`Sync`, then
+//! `Bind`+`Execute`+`Sync`) and names it (`sqlx_s_N`) for its per-connection
+//! cache even when the cache is off (sqlx 0.8.6,
+//! `sqlx-postgres/src/connection/executor.rs`), so through such a pooler the
+//! second flight can reach a server that never saw the first one, and names
+//! collide between clients. With [`PoolSettings::transaction_pooler`] set:
+//!
+//! | Rule | Why |
+//! |---|---|
+//! | every statement run on the pool is unnamed (`persistent(false)`) | nothing outlives the transaction on the server connection |
+//! | a statement that is not already in a transaction runs between `BEGIN` and `COMMIT` (simple-protocol messages) | the pooler keeps one server connection for the whole transaction, so both flights land on it; it costs two round trips more |
+//! | code that takes a raw connection ([`PgConnectionPool::acquire`]) must use unnamed statements too ([`PgConnectionPool::prepared_statements`] says which to use) | the pool cannot rewrite queries it never sees |
+//! | `prepare_with` / `describe` on the pool fail with a configuration error | they exist to make named statements |
+//! | the idle check is a lone `Sync` (sqlx's `ping`) | a pooler answers it from any server connection, which is what the check needs |
+//!
+//! The mode is a setting, not a probe: nothing a client can ask tells it
+//! reliably that a pooler sits in between (`SHOW` commands reach only
+//! PgBouncer's admin console, `application_name` and `pg_backend_pid()` look
+//! the same with one backend reused), so a wrong guess would fail later,
+//! under load, rather than at start.
 
 use crate::error::{Error, Result};
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, StreamExt};
+use sqlx::error::BoxDynError;
 use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgQueryResult, PgRow, PgStatement, PgTypeInfo, Postgres,
+    PgArguments, PgConnectOptions, PgConnection, PgQueryResult, PgRow, PgStatement, PgTypeInfo,
+    Postgres,
 };
 use sqlx::{ConnectOptions, Connection, Describe, Either, Execute, Executor};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +63,10 @@ pub struct PoolSettings {
     pub max_lifetime: Duration,
     /// A connection idle this long is pinged before it is handed out.
     pub recheck_after_idle: Duration,
+    /// The server is reached through a transaction-mode pooler such as
+    /// PgBouncer or Neon's pooled endpoint: statements are unnamed and each
+    /// one runs in a transaction of its own (see the module docs).
+    pub transaction_pooler: bool,
 }
 
 /// A pool of PostgreSQL connections. Cloning is cheap; clones share it.
@@ -82,6 +113,7 @@ impl Default for PoolSettings {
             idle_timeout: Duration::from_secs(240),
             max_lifetime: Duration::from_secs(30 * 60),
             recheck_after_idle: Duration::from_millis(500),
+            transaction_pooler: false,
         }
     }
 }
@@ -109,6 +141,13 @@ impl PgConnectionPool {
     /// A pool for `options`, opening one connection now so that a wrong
     /// URL or an unreachable server is reported at once.
     pub async fn connect(options: PgConnectOptions, settings: PoolSettings) -> Result<Self> {
+        // sqlx names (and never closes) every statement it prepares when its
+        // cache is on; a pooler would hand them to other clients.
+        let options = if settings.transaction_pooler {
+            options.statement_cache_capacity(0)
+        } else {
+            options
+        };
         let pool = PgConnectionPool {
             shared: Arc::new(Shared {
                 options,
@@ -198,16 +237,61 @@ impl PgConnectionPool {
         self.shared.permits.is_closed()
     }
 
+    /// Whether statements may be named and cached on a connection: `false`
+    /// through a transaction-mode pooler, where code running queries on a
+    /// raw connection must call `.persistent(false)` on them.
+    pub fn prepared_statements(&self) -> bool {
+        !self.shared.settings.transaction_pooler
+    }
+
     /// Connections idle in the pool right now.
     pub fn idle_count(&self) -> usize {
         self.shared.idle().len()
     }
 }
 
+/// A statement sent unnamed, whatever its builder asked for: nothing of it
+/// outlives the transaction it runs in.
+struct Unprepared<E>(E);
+
+impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Unprepared<E> {
+    fn sql(&self) -> &'q str {
+        self.0.sql()
+    }
+
+    fn statement(&self) -> Option<&PgStatement<'q>> {
+        self.0.statement()
+    }
+
+    fn take_arguments(&mut self) -> std::result::Result<Option<PgArguments>, BoxDynError> {
+        self.0.take_arguments()
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+/// Ends the one-statement transaction of the pooler mode: `COMMIT` after
+/// success, `ROLLBACK` after a failed statement. The connection goes back
+/// to the pool when the transaction ended cleanly; otherwise it is dropped
+/// (closed), like any connection left in an unknown state.
+async fn end_pinned(
+    mut lent: PooledConnection,
+    succeeded: bool,
+) -> std::result::Result<(), sqlx::Error> {
+    let end = if succeeded { "COMMIT" } else { "ROLLBACK" };
+    lent.connection()?.execute(end).await?;
+    lent.release();
+    Ok(())
+}
+
 /// Runs each query on a lent connection and releases it when the query
 /// completed; a query that fails or is dropped unfinished closes its
 /// connection. Results are collected before they are handed on, which
-/// suits the store's queries (none streams a large result).
+/// suits the store's queries (none streams a large result). Through a
+/// transaction pooler each query is unnamed and runs in a transaction of
+/// its own (see the module docs).
 impl<'p> Executor<'p> for &'p PgConnectionPool {
     type Database = Postgres;
 
@@ -224,10 +308,24 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
                 Ok(lent) => lent,
                 Err(err) => return vec![Err(err)],
             };
-            let results: Vec<_> = match lent.connection() {
-                Ok(connection) => connection.fetch_many(query).collect().await,
+            let connection = match lent.connection() {
+                Ok(connection) => connection,
                 Err(err) => return vec![Err(err)],
             };
+            if self.shared.settings.transaction_pooler {
+                if let Err(err) = connection.execute("BEGIN").await {
+                    return vec![Err(err)];
+                }
+                let mut results: Vec<_> = connection.fetch_many(Unprepared(query)).collect().await;
+                let succeeded = results.iter().all(|step| step.is_ok());
+                if let Err(err) = end_pinned(lent, succeeded).await
+                    && succeeded
+                {
+                    results.push(Err(err));
+                }
+                return results;
+            }
+            let results: Vec<_> = connection.fetch_many(query).collect().await;
             if results.iter().all(|step| step.is_ok()) {
                 lent.release();
             }
@@ -246,6 +344,13 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
     {
         Box::pin(async move {
             let mut lent = self.lend().await?;
+            if self.shared.settings.transaction_pooler {
+                let connection = lent.connection()?;
+                connection.execute("BEGIN").await?;
+                let row = connection.fetch_optional(Unprepared(query)).await;
+                let ended = end_pinned(lent, row.is_ok()).await;
+                return row.and_then(|row| ended.map(|()| row));
+            }
             let row = lent.connection()?.fetch_optional(query).await?;
             lent.release();
             Ok(row)
@@ -261,6 +366,7 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
         'p: 'e,
     {
         Box::pin(async move {
+            self.refuse_named("prepare")?;
             let mut lent = self.lend().await?;
             let statement = lent.connection()?.prepare_with(sql, parameters).await?;
             lent.release();
@@ -276,11 +382,25 @@ impl<'p> Executor<'p> for &'p PgConnectionPool {
         'p: 'e,
     {
         Box::pin(async move {
+            self.refuse_named("describe")?;
             let mut lent = self.lend().await?;
             let described = lent.connection()?.describe(sql).await?;
             lent.release();
             Ok(described)
         })
+    }
+}
+
+impl PgConnectionPool {
+    /// `prepare_with` and `describe` make named statements, which a
+    /// transaction pooler would hand to other clients.
+    fn refuse_named(&self, what: &str) -> std::result::Result<(), sqlx::Error> {
+        if self.shared.settings.transaction_pooler {
+            return Err(sqlx::Error::Configuration(
+                format!("cannot {what} a named statement through a transaction pooler").into(),
+            ));
+        }
+        Ok(())
     }
 }
 

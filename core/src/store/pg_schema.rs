@@ -141,6 +141,28 @@ async fn migrate_locked(conn: &mut PgConnection, schema: &str) -> Result<Migrati
     })
 }
 
+/// The versions of the embedded migrations that the schema lacks, checked
+/// with plain queries on the pool (so also through a transaction pooler).
+pub(crate) async fn pending(pool: &super::PgConnectionPool, schema: &str) -> Result<Vec<i64>> {
+    let table = format!("{}._sqlx_migrations", quote_ident(schema));
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&table)
+        .fetch_one(pool)
+        .await?;
+    let applied: Vec<i64> = if exists {
+        sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE success"))
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATOR
+        .iter()
+        .map(|migration| migration.version)
+        .filter(|version| !applied.contains(version))
+        .collect())
+}
+
 /// The `(version, description)` rows of the schema's `_sqlx_migrations`.
 async fn applied_versions(conn: &mut PgConnection, schema: &str) -> Result<Vec<(i64, String)>> {
     let table = format!("{}._sqlx_migrations", quote_ident(schema));

@@ -9,7 +9,7 @@
 
 use super::pg_pool::{PgConnectionPool, PoolSettings};
 use super::pg_schema::{self, DEFAULT_SCHEMA, MigrationReport, quote_ident, validate_schema};
-use super::{Store, clamp_limit};
+use super::{DatabaseOptions, Store, clamp_limit};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
@@ -20,10 +20,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow, Postgres};
+use sqlx::query::Query;
 use sqlx::{Connection, Row};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A [`Store`] on PostgreSQL: the production backend.
 ///
@@ -58,11 +60,73 @@ impl PostgresStore {
 
     /// A pool on the database a URL names (no migration).
     pub async fn pool_for(url: &str) -> Result<PgConnectionPool> {
+        Self::pool_with(url, PoolSettings::default()).await
+    }
+
+    /// A pool on the database a URL names with explicit settings (no
+    /// migration).
+    pub async fn pool_with(url: &str, settings: PoolSettings) -> Result<PgConnectionPool> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|err| Error::Config(format!("invalid PostgreSQL URL: {err}")))?;
-        let pool = PgConnectionPool::connect(options, PoolSettings::default()).await?;
-        tracing::debug!("connected to PostgreSQL");
+        let transaction_pooler = settings.transaction_pooler;
+        let pool = PgConnectionPool::connect(options, settings).await?;
+        tracing::debug!(transaction_pooler, "connected to PostgreSQL");
         Ok(pool)
+    }
+
+    /// Opens the store as [`DatabaseOptions`] say, the way replicas behind
+    /// one database do:
+    ///
+    /// | Given | Migrations |
+    /// |---|---|
+    /// | `direct_url` | applied over a connection of its own to that URL, closed afterwards (under advisory locks, so replicas starting together apply each one exactly once) |
+    /// | no `direct_url`, no transaction pooler | applied over the store's pool |
+    /// | no `direct_url`, transaction pooler | only checked: a pending migration is an `invalid_config` error naming `DATABASE_URL_DIRECT`, because the migration's session-level lock cannot be held through such a pooler |
+    pub async fn open(options: &DatabaseOptions) -> Result<Self> {
+        validate_schema(&options.schema)?;
+        let transaction_pooler = options.pooler.is_transaction_pooler(&options.url);
+        if let Some(direct) = &options.direct_url {
+            let direct = Self::pool_with(
+                direct,
+                PoolSettings {
+                    max_connections: 1,
+                    ..PoolSettings::default()
+                },
+            )
+            .await?;
+            let migrated = Self::migrate(&direct, &options.schema).await;
+            direct.close().await;
+            let report = migrated?;
+            tracing::debug!(
+                schema = options.schema,
+                applied = report.applied.len(),
+                "PostgreSQL migrations applied over the direct URL"
+            );
+        }
+        let pool = Self::pool_with(
+            &options.url,
+            PoolSettings {
+                transaction_pooler,
+                ..PoolSettings::default()
+            },
+        )
+        .await?;
+        if options.direct_url.is_some() {
+            Self::without_migrating(pool, &options.schema)
+        } else if transaction_pooler {
+            let pending = pg_schema::pending(&pool, &options.schema).await?;
+            if let Some(first) = pending.first() {
+                return Err(Error::Config(format!(
+                    "migration {first} of the engine tables is not applied, and it cannot run \
+                     through a transaction-mode pooler: set DATABASE_URL_DIRECT (or the \
+                     database_url_direct setting) to the database's direct URL, or run \
+                     `chatkit-admin migrate` with it first"
+                )));
+            }
+            Self::without_migrating(pool, &options.schema)
+        } else {
+            Self::with_pool_in(pool, &options.schema).await
+        }
     }
 
     /// Uses an existing pool and applies the migrations in the default schema.
@@ -111,6 +175,13 @@ impl PostgresStore {
     /// The connection pool.
     pub fn pool(&self) -> &PgConnectionPool {
         &self.pool
+    }
+
+    /// A statement for a raw connection of the pool: named and cached on the
+    /// connection, unless a transaction pooler sits in between (see
+    /// [`PgConnectionPool::prepared_statements`]).
+    fn query<'q>(&self, sql: &'q str) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(sql).persistent(self.pool.prepared_statements())
     }
 
     /// `NotFound` unless the caller owns the thread.
@@ -230,7 +301,7 @@ impl Store for PostgresStore {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.get()?.begin().await?;
         for sql in &self.sql.delete_thread {
-            sqlx::query(sql)
+            self.query(sql)
                 .bind(&ctx.user_id)
                 .bind(thread_id)
                 .execute(&mut *tx)
@@ -335,7 +406,7 @@ impl Store for PostgresStore {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.get()?.begin().await?;
         for sql in &self.sql.delete_item {
-            sqlx::query(sql)
+            self.query(sql)
                 .bind(&ctx.user_id)
                 .bind(thread_id)
                 .bind(item_id)
@@ -404,7 +475,8 @@ impl Store for PostgresStore {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.get()?.begin().await?;
         for item_id in item_ids {
-            let done = sqlx::query(&self.sql.add_feedback)
+            let done = self
+                .query(&self.sql.add_feedback)
                 .bind(&ctx.user_id)
                 .bind(thread_id)
                 .bind(item_id)
@@ -443,6 +515,59 @@ impl Store for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    fn shares_turn_leases(&self) -> bool {
+        true
+    }
+
+    async fn try_lease_turn(
+        &self,
+        thread_id: &str,
+        owner: &str,
+        ttl: Duration,
+        ctx: &RequestContext,
+    ) -> Result<bool> {
+        let taken = sqlx::query(&self.sql.take_lease)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(owner)
+            .bind(ttl.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn renew_turn_lease(
+        &self,
+        thread_id: &str,
+        owner: &str,
+        ttl: Duration,
+        ctx: &RequestContext,
+    ) -> Result<bool> {
+        let done = sqlx::query(&self.sql.renew_lease)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(owner)
+            .bind(ttl.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_turn_lease(
+        &self,
+        thread_id: &str,
+        owner: &str,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        sqlx::query(&self.sql.release_lease)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 /// The engine's runtime statements, built once per store with the quoted
@@ -468,6 +593,9 @@ struct Sql {
     delete_attachment: String,
     add_feedback: String,
     load_feedback: String,
+    take_lease: String,
+    renew_lease: String,
+    release_lease: String,
 }
 
 impl Sql {
@@ -477,6 +605,25 @@ impl Sql {
         let q = |template: &str| template.replace("{s}", &quoted);
         Self {
             thread_exists: q("SELECT 1 FROM {s}.chat_sessions WHERE user_id = $1 AND id = $2"),
+            // One statement, so two replicas racing for a free (or expired)
+            // lease cannot both win: the loser meets the winner's row in
+            // ON CONFLICT, whose WHERE then fails. Expiry uses the database's
+            // clock, the one clock every replica shares.
+            take_lease: q(
+                "INSERT INTO {s}.chat_turn_leases AS l (user_id, thread_id, owner, expires_at) \
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) \
+                 ON CONFLICT (user_id, thread_id) DO UPDATE SET \
+                 owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+                 WHERE l.expires_at <= now() \
+                 RETURNING owner",
+            ),
+            renew_lease: q(
+                "UPDATE {s}.chat_turn_leases SET expires_at = now() + make_interval(secs => $4) \
+                 WHERE user_id = $1 AND thread_id = $2 AND owner = $3",
+            ),
+            release_lease: q(
+                "DELETE FROM {s}.chat_turn_leases WHERE user_id = $1 AND thread_id = $2 AND owner = $3",
+            ),
             upsert_item: q(
                 "INSERT INTO {s}.chat_messages (id, thread_id, user_id, item_type, created_at, payload) \
                  SELECT $1, $2, $3, $4, $5, $6 \

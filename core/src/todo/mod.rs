@@ -218,7 +218,7 @@ impl App {
     /// [`Assistant::with_tools`]).
     pub async fn from_config_with_tools(config: EngineConfig, extra: ToolSet) -> Result<Self> {
         config.validate()?;
-        let database = store::connect_in(&config.database_url, &config.database_schema).await?;
+        let database = store::connect_with(&config.database_options()).await?;
         let tasks = task_table_named(&database, &config.tasks_table).await?;
         let model = models::from_config(&config, || Arc::new(offline_model()))?;
         let mut run = RunConfig::new(model);

@@ -672,7 +672,11 @@ impl PgTaskTable {
         let name = TableName::parse(name)?;
         let pool = store.pool().clone();
         let mut conn = pool.acquire().await?;
-        let naive = prepare_table(conn.get()?, &name).await?;
+        // One transaction: a transaction pooler keeps one server connection
+        // for all of it (the statements are unnamed, see `prepare_table`).
+        let mut tx = sqlx::Connection::begin(conn.get()?).await?;
+        let naive = prepare_table(&mut tx, &name).await?;
+        tx.commit().await?;
         conn.release();
         Ok(Self {
             pool,
@@ -691,10 +695,12 @@ impl PgTaskTable {
 }
 
 /// Creates the table when missing, checks its columns and reports which
-/// timestamp columns are naive.
+/// timestamp columns are naive. Runs once per start, so its statements are
+/// unnamed: that costs nothing here and passes any transaction pooler.
 async fn prepare_table(conn: &mut sqlx::PgConnection, name: &TableName) -> Result<NaiveColumns> {
     let table = name.quoted();
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .persistent(false)
         .bind(&table)
         .fetch_one(&mut *conn)
         .await?;
@@ -705,6 +711,7 @@ async fn prepare_table(conn: &mut sqlx::PgConnection, name: &TableName) -> Resul
         "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns \
          WHERE table_schema = $1 AND table_name = $2",
     )
+    .persistent(false)
     .bind(&name.schema)
     .bind(&name.table)
     .fetch_all(&mut *conn)
@@ -746,10 +753,12 @@ const TASK_TABLE_LOCK: i64 = 0x0063_6b5f_7461_736b;
 async fn create_table(conn: &mut sqlx::PgConnection, name: &TableName, table: &str) -> Result<()> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .persistent(false)
         .bind(TASK_TABLE_LOCK)
         .execute(&mut *tx)
         .await?;
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .persistent(false)
         .bind(table)
         .fetch_one(&mut *tx)
         .await?;
@@ -758,6 +767,7 @@ async fn create_table(conn: &mut sqlx::PgConnection, name: &TableName, table: &s
     }
     let schema: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .persistent(false)
             .bind(&name.schema)
             .fetch_one(&mut *tx)
             .await?;
@@ -768,6 +778,7 @@ async fn create_table(conn: &mut sqlx::PgConnection, name: &TableName, table: &s
         )));
     }
     sqlx::query(&CREATE_TABLE.replace("{t}", table))
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
     for (index, column) in [
@@ -781,6 +792,7 @@ async fn create_table(conn: &mut sqlx::PgConnection, name: &TableName, table: &s
         sqlx::query(&format!(
             "CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})"
         ))
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
     }

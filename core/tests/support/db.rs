@@ -7,6 +7,12 @@
 //! deletes it, also when the test panicked. Nothing is shared between tests,
 //! so they can run in parallel (`cargo test`, `cargo nextest run`).
 //!
+//! With `CHATKIT_TEST_POOLER_URL` set (a transaction-mode PgBouncer in
+//! front of that server, as `scripts/stages/35-replicas.sh` starts one),
+//! [`TestDb::open`] opens the PostgreSQL store through the pooler in
+//! transaction-pooler mode, with migrations over the direct URL; databases
+//! are still created, inspected and dropped directly.
+//!
 //! Declare it from a test file with `#[path = "support/db.rs"] mod db;`
 //! (`#[macro_use]` on it for [`on_both_stores!`]).
 
@@ -32,7 +38,7 @@ macro_rules! on_both_stores {
     };
 }
 
-use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
+use chatkit_engine::store::{DatabaseOptions, PoolerMode, PostgresStore, SharedStore, SqliteStore};
 use chatkit_engine::todo::{DEFAULT_TASKS_TABLE, PgTaskTable};
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -125,7 +131,16 @@ impl TestDb {
         match self.backend {
             Backend::Sqlite => Arc::new(SqliteStore::connect(&self.url).await.unwrap()),
             Backend::Postgres => {
-                let store = PostgresStore::connect(&self.url).await.unwrap();
+                let store = match self.pooled_url() {
+                    Some(pooled) => PostgresStore::open(&DatabaseOptions {
+                        direct_url: Some(self.url.clone()),
+                        pooler: PoolerMode::Transaction,
+                        ..DatabaseOptions::new(pooled)
+                    })
+                    .await
+                    .unwrap(),
+                    None => PostgresStore::connect(&self.url).await.unwrap(),
+                };
                 // What the app does on open: the task table too.
                 PgTaskTable::open(&store, DEFAULT_TASKS_TABLE)
                     .await
@@ -133,6 +148,13 @@ impl TestDb {
                 Arc::new(store)
             }
         }
+    }
+
+    /// This PostgreSQL database's URL through the transaction pooler named
+    /// by `CHATKIT_TEST_POOLER_URL`, if set.
+    pub fn pooled_url(&self) -> Option<String> {
+        let (_, name) = self.admin.as_ref()?;
+        pooler_url().map(|pooler| with_database(&pooler, name))
     }
 
     /// A raw PostgreSQL connection whose `search_path` finds the engine
@@ -179,6 +201,17 @@ impl TestDb {
                 value
             }
         }
+    }
+
+    /// Runs a PostgreSQL query returning one float (e.g. `EXTRACT(...)`).
+    pub async fn scalar_f64(&self, sql: &str) -> f64 {
+        let mut conn = self.pg_connection().await;
+        let value: f64 = sqlx::query_scalar(&format!("SELECT ({sql})::FLOAT8"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        value
     }
 
     /// Runs a query returning one text value.
@@ -249,6 +282,14 @@ pub fn admin_url() -> String {
         .ok()
         .filter(|url| !url.is_empty())
         .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// The transaction pooler in front of the test server, if the run has one
+/// (`CHATKIT_TEST_POOLER_URL`).
+pub fn pooler_url() -> Option<String> {
+    std::env::var("CHATKIT_TEST_POOLER_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 /// `url` with its database (path) replaced by `name`, query string kept.

@@ -22,6 +22,17 @@
 //!    provider after their first text delta; the server's RSS growth divided
 //!    by the number of open streams.
 //!
+//! Several replicas: give `--url` once per replica; the turns phase sends
+//! each request to the next one (round-robin, no stickiness: a user's
+//! consecutive turns land on different replicas). A turn refused with
+//! `thread_busy` (its thread's previous turn died with a killed replica and
+//! holds the lease until it expires) is retried, as a ChatKit client may
+//! (`allow_retry`), and counted apart; a request whose connection is refused
+//! goes to the next replica, as a load balancer's would. `--verify-items`
+//! then reads every thread back and counts the stored items of completed
+//! turns that are missing; `--summary-json` writes the counts, with the
+//! errors per replica, for scripts.
+//!
 //! Without `--url` the tool starts the `serve` binary next to itself as a
 //! child process (fresh SQLite file in a temp directory unless
 //! `--database-url`), pointed at the fake provider, so it can read the
@@ -60,9 +71,19 @@ const STREAMS_PER_HTTP2_CONNECTION: usize = 100;
 #[command(name = "loadtest", max_term_width = 100)]
 struct Args {
     /// Target a running server (http://127.0.0.1:PORT) instead of starting
-    /// `serve`. Only loopback addresses are accepted.
+    /// `serve`; repeat it for several replicas (round-robin). Only loopback
+    /// addresses are accepted.
     #[arg(long)]
-    url: Option<String>,
+    url: Vec<String>,
+
+    /// After the turns phase, read every thread back and count the items of
+    /// completed turns that are not stored (any missing one fails the run).
+    #[arg(long)]
+    verify_items: bool,
+
+    /// Write the turns phase's counts as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
 
     /// With --url: the process id of the server (any host: uvicorn, `next
     /// start`, ...), whose CPU time (user + system) and RSS are read from
@@ -164,6 +185,8 @@ async fn main() -> ExitCode {
 /// Where the server under load runs and how to call it.
 struct Target {
     base: String,
+    /// Every replica (round-robin in the turns phase); `base` is the first.
+    bases: Vec<String>,
     pid: Option<u32>,
     child: Option<ServeChild>,
     jwt_secret: Option<String>,
@@ -211,7 +234,9 @@ async fn run(args: Args) -> Result<(), String> {
 
     let mut target = start_target(&args, &provider, &tmp)?;
     let http = client::http_client()?;
-    wait_ready(&http, &target.base, timeout).await?;
+    for base in &target.bases {
+        wait_ready(&http, base, timeout).await?;
+    }
 
     let mut report = Report {
         lines: Vec::new(),
@@ -220,7 +245,7 @@ async fn run(args: Args) -> Result<(), String> {
     report.line(format!(
         "loadtest: server {} (pid {}), database {}, fake provider {} ({} tokens, {} ms/token), \
          think time {} ms",
-        target.base,
+        target.bases.join(" "),
         target
             .pid
             .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
@@ -260,7 +285,7 @@ async fn run(args: Args) -> Result<(), String> {
         child.terminate(Duration::from_secs(10));
     }
     provider.stop();
-    if result.is_ok() && args.database_url.is_none() && args.url.is_none() {
+    if result.is_ok() && args.database_url.is_none() && args.url.is_empty() {
         let _ = std::fs::remove_dir_all(&tmp);
     } else {
         println!("server log and data kept in {}", tmp.display());
@@ -273,23 +298,30 @@ fn start_target(
     provider: &FakeProvider,
     tmp: &std::path::Path,
 ) -> Result<Target, String> {
-    if let Some(url) = &args.url {
-        let url = url.trim_end_matches('/').to_owned();
-        let host = url
-            .strip_prefix("http://")
-            .and_then(|rest| rest.split('/').next())
-            .ok_or("--url must be http://127.0.0.1:PORT (loopback only)")?;
-        let loopback =
-            host.starts_with("127.") || host.starts_with("[::1]") || host.starts_with("localhost");
-        if !loopback {
-            return Err(format!("--url must be a loopback address (got {url})"));
+    if !args.url.is_empty() {
+        let mut bases = Vec::with_capacity(args.url.len());
+        for url in &args.url {
+            let url = url.trim_end_matches('/').to_owned();
+            let host = url
+                .strip_prefix("http://")
+                .and_then(|rest| rest.split('/').next())
+                .ok_or("--url must be http://127.0.0.1:PORT (loopback only)")?;
+            let loopback = host.starts_with("127.")
+                || host.starts_with("[::1]")
+                || host.starts_with("localhost");
+            if !loopback {
+                return Err(format!("--url must be a loopback address (got {url})"));
+            }
+            bases.push(url);
         }
         println!(
-            "targeting {url}; its OPENAI_BASE_URL must be {} (use --provider-port to fix the port)",
+            "targeting {}; their OPENAI_BASE_URL must be {} (use --provider-port to fix the port)",
+            bases.join(" "),
             provider.base_url()
         );
         return Ok(Target {
-            base: url,
+            base: bases[0].clone(),
+            bases,
             pid: args.server_pid,
             child: None,
             jwt_secret: args.jwt_secret.clone(),
@@ -329,6 +361,7 @@ fn start_target(
     })?;
     Ok(Target {
         base: child.base_url(),
+        bases: vec![child.base_url()],
         pid: Some(child.pid()),
         child: Some(child),
         jwt_secret: Some(secret),
@@ -436,12 +469,26 @@ struct PhaseStats {
     end: Samples,
     ok: u64,
     errors: BTreeMap<String, u64>,
+    /// Errors by replica (base URL), then kind.
+    errors_by_url: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Turns retried because their thread was busy.
+    busy_retries: u64,
+    /// Requests sent to the next replica after a refused connection.
+    failovers: u64,
 }
 
 impl PhaseStats {
-    fn add(&mut self, t: &TurnTiming) {
+    fn add(&mut self, base: &str, t: &TurnTiming) {
         match &t.error {
-            Some(kind) => *self.errors.entry(kind.clone()).or_default() += 1,
+            Some(kind) => {
+                *self.errors.entry(kind.clone()).or_default() += 1;
+                *self
+                    .errors_by_url
+                    .entry(base.to_owned())
+                    .or_default()
+                    .entry(kind.clone())
+                    .or_default() += 1;
+            }
             None => {
                 self.ok += 1;
                 if let Some(d) = t.headers {
@@ -469,6 +516,14 @@ impl PhaseStats {
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
+        for (url, kinds) in other.errors_by_url {
+            let entry = self.errors_by_url.entry(url).or_default();
+            for (k, v) in kinds {
+                *entry.entry(k).or_default() += v;
+            }
+        }
+        self.busy_retries += other.busy_retries;
+        self.failovers += other.failovers;
     }
 }
 
@@ -481,7 +536,7 @@ async fn turns_phase(
     report: &mut Report,
 ) -> Result<(), String> {
     let run = run_id();
-    let url = format!("{}/chatkit", target.base);
+    let bases = Arc::new(target.bases.clone());
     let tool_users = ((args.users as f64) * args.tool_ratio.clamp(0.0, 1.0)).round() as usize;
     let mut tokens = Vec::with_capacity(args.users);
     for i in 0..args.users {
@@ -522,20 +577,23 @@ async fn turns_phase(
 
     let started = Instant::now();
     let mut handles = Vec::with_capacity(args.users);
-    for (i, token) in tokens.into_iter().enumerate() {
+    for (i, token) in tokens.iter().cloned().enumerate() {
         let http = http.clone();
-        let url = url.clone();
+        let bases = Arc::clone(&bases);
         let done = Arc::clone(&done);
         let turns = args.turns;
         let tool = i < tool_users;
         let mut think = ThinkTime::new(args.think_ms, i as u64);
         handles.push(tokio::spawn(async move {
             let mut stats = PhaseStats::default();
+            let mut completed = UserTurns::default();
             let mut thread_id: Option<String> = None;
             let options = TurnOptions {
                 timeout,
                 stop_at_first_delta: false,
             };
+            // Round-robin over the replicas, offset per user.
+            let mut next = i;
             for t in 0..turns {
                 think.pause().await;
                 let text = if tool {
@@ -543,24 +601,54 @@ async fn turns_phase(
                 } else {
                     format!("hello, this is message {t}")
                 };
-                let body = match &thread_id {
-                    Some(id) => client::add_message_body(id, &text),
-                    None => client::create_body(&text),
+                let busy_until = Instant::now() + timeout;
+                let mut refused = 0;
+                let (base, timing) = loop {
+                    let base = &bases[next % bases.len()];
+                    next += 1;
+                    let body = match &thread_id {
+                        Some(id) => client::add_message_body(id, &text),
+                        None => client::create_body(&text),
+                    };
+                    let url = format!("{base}/chatkit");
+                    let (timing, _) = client::stream_turn(&http, &url, &token, body, options).await;
+                    match timing.error.as_deref() {
+                        Some(kind)
+                            if client::never_reached_a_server(kind) && refused < bases.len() =>
+                        {
+                            refused += 1;
+                            stats.failovers += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Some(client::BUSY_ERROR) if Instant::now() < busy_until => {
+                            stats.busy_retries += 1;
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        _ => break (base.clone(), timing),
+                    }
                 };
-                let (timing, _) = client::stream_turn(&http, &url, &token, body, options).await;
                 if thread_id.is_none() {
                     thread_id.clone_from(&timing.thread_id);
                 }
-                stats.add(&timing);
+                if timing.error.is_none()
+                    && let Some(id) = &thread_id
+                {
+                    completed.record(id, &text);
+                }
+                stats.add(&base, &timing);
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            stats
+            (stats, completed)
         }));
     }
     let mut stats = PhaseStats::default();
+    let mut completed = Vec::with_capacity(args.users);
     for handle in handles {
         match handle.await {
-            Ok(s) => stats.merge(s),
+            Ok((s, turns)) => {
+                stats.merge(s);
+                completed.push(turns);
+            }
             Err(err) => {
                 *stats
                     .errors
@@ -604,6 +692,50 @@ async fn turns_phase(
         for (kind, n) in &stats.errors {
             report.line(format!("  {kind:<40} {n}"));
         }
+        if bases.len() > 1 {
+            report.line("errors by replica:");
+            for (url, kinds) in &stats.errors_by_url {
+                let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                report.line(format!("  {url:<40} {}", kinds.join(", ")));
+            }
+        }
+    }
+    if stats.busy_retries > 0 || stats.failovers > 0 {
+        report.line(format!(
+            "retried: {} turns refused as thread_busy, {} requests moved to the next replica \
+             after a refused connection",
+            stats.busy_retries, stats.failovers
+        ));
+    }
+    let lost = if args.verify_items {
+        let lost = verify_items(http, &bases, &tokens, &completed, timeout).await?;
+        report.line(format!(
+            "stored items: {lost} items of completed turns missing ({} completed turns checked)",
+            stats.ok
+        ));
+        Some(lost)
+    } else {
+        None
+    };
+    if let Some(path) = &args.summary_json {
+        let summary = serde_json::json!({
+            "turns": total,
+            "ok": stats.ok,
+            "errors": stats.errors,
+            "errors_by_url": stats.errors_by_url,
+            "busy_retries": stats.busy_retries,
+            "failovers": stats.failovers,
+            "lost_items": lost,
+        });
+        std::fs::write(path, summary.to_string())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(lost) = lost
+        && lost > 0
+    {
+        return Err(format!(
+            "{lost} stored items of completed turns are missing"
+        ));
     }
     let cpu_per_turn = match (cpu_before, cpu_after) {
         (Some(a), Some(b)) if stats.ok > 0 => {
@@ -691,6 +823,72 @@ fn cpu_band(samples: &[(Instant, server::CpuTime)]) -> Option<String> {
         shares[0],
         shares[shares.len() - 1]
     ))
+}
+
+/// The turns of one user that completed, by thread: the user's texts.
+#[derive(Default)]
+struct UserTurns {
+    threads: BTreeMap<String, Vec<String>>,
+}
+
+impl UserTurns {
+    fn record(&mut self, thread_id: &str, text: &str) {
+        self.threads
+            .entry(thread_id.to_owned())
+            .or_default()
+            .push(text.to_owned());
+    }
+}
+
+/// Reads each user's threads back (round-robin over the replicas too) and
+/// counts what completed turns left missing: a user message not stored, or
+/// fewer assistant answers than completed turns.
+async fn verify_items(
+    http: &reqwest::Client,
+    bases: &[String],
+    tokens: &[String],
+    completed: &[UserTurns],
+    timeout: Duration,
+) -> Result<u64, String> {
+    let mut lost = 0u64;
+    let mut next = 0usize;
+    for (token, turns) in tokens.iter().zip(completed) {
+        for (thread_id, texts) in &turns.threads {
+            let mut users: Vec<String> = Vec::new();
+            let mut answers = 0usize;
+            let mut after: Option<String> = None;
+            loop {
+                let url = format!("{}/chatkit", bases[next % bases.len()]);
+                next += 1;
+                let body = client::items_page_body(thread_id, 100, after.as_deref());
+                let (_, page) = client::json_request(http, &url, token, body, timeout)
+                    .await
+                    .map_err(|e| format!("items.list of {thread_id} failed: {e}"))?;
+                let data = page["data"].as_array().cloned().unwrap_or_default();
+                for item in &data {
+                    match item["type"].as_str() {
+                        Some("user_message") => users.push(
+                            item["content"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|part| part["text"].as_str())
+                                .collect(),
+                        ),
+                        Some("assistant_message") => answers += 1,
+                        _ => {}
+                    }
+                }
+                match (page["has_more"].as_bool(), data.last()) {
+                    (Some(true), Some(last)) => after = last["id"].as_str().map(str::to_owned),
+                    _ => break,
+                }
+            }
+            lost += texts.iter().filter(|text| !users.contains(text)).count() as u64;
+            lost += texts.len().saturating_sub(answers) as u64;
+        }
+    }
+    Ok(lost)
 }
 
 /// RSS after 20% of the turns (warm-up) and at the end; prints the curve.

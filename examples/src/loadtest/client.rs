@@ -102,6 +102,13 @@ pub fn add_message_body(thread_id: &str, text: &str) -> String {
     .to_string()
 }
 
+/// The body of `items.list` on `thread_id` after item `after`, oldest first.
+pub fn items_page_body(thread_id: &str, limit: usize, after: Option<&str>) -> String {
+    json!({"type": "items.list", "params": {
+        "thread_id": thread_id, "limit": limit, "order": "asc", "after": after}})
+    .to_string()
+}
+
 /// The body of `items.list` on `thread_id`.
 pub fn items_list_body(thread_id: &str, limit: usize) -> String {
     json!({"type": "items.list", "params": {"thread_id": thread_id, "limit": limit, "order": "asc"}})
@@ -306,10 +313,27 @@ fn thread_id_of(frame: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// An error event's `reason` when it has one (`thread_busy`), else its
+/// `code`.
 fn error_code(frame: &[u8]) -> String {
     frame_json(frame)
-        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .and_then(|v| {
+            v["reason"]
+                .as_str()
+                .or_else(|| v["code"].as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
+}
+
+/// The error kind of a turn refused because its thread was busy (the
+/// client may retry it: `allow_retry` is true).
+pub const BUSY_ERROR: &str = "error_event:thread_busy";
+
+/// Whether a turn failed before anything reached a server (connection
+/// refused): a load balancer would have sent it to another replica.
+pub fn never_reached_a_server(kind: &str) -> bool {
+    kind == "connect"
 }
 
 /// Latency samples in microseconds, summarised as percentiles.

@@ -37,6 +37,10 @@ const SERVE_ENV: &[&str] = &[
     "HISTORY_ITEMS",
     "TOOL_TIMEOUT_SECS",
     "RUST_LOG",
+    "DATABASE_URL_DIRECT",
+    "DATABASE_POOLER",
+    "TURN_LEASE_SECS",
+    "MCP_STATELESS",
 ];
 
 /// A `serve` child process.

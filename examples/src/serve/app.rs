@@ -68,6 +68,7 @@ struct Inner {
     sessions: Option<SessionClient>,
     body_limits: BodyLimits,
     mcp_max_sessions_per_user: usize,
+    mcp_stateless: bool,
     in_flight: InFlight,
 }
 
@@ -100,6 +101,7 @@ impl AppState {
                 body_limits: BodyLimits::new(config.engine.max_body_bytes)
                     .with_deadlines(config.body_deadline, config.body_idle),
                 mcp_max_sessions_per_user: config.mcp_max_sessions_per_user,
+                mcp_stateless: config.mcp_stateless,
                 in_flight: InFlight::default(),
             }),
         })
@@ -204,12 +206,17 @@ pub fn router_at(
 
 /// `/mcp`: the task tools over streamable HTTP MCP
 /// ([`McpHttpService`]), with the same Bearer-JWT authentication as
-/// `/chatkit`. Its sessions end with the shutdown grace period.
+/// `/chatkit`. Its sessions end with the shutdown grace period. With
+/// `MCP_STATELESS` there are no sessions (rmcp's stateless mode): each
+/// request is served on its own, so replicas need no stickiness.
 fn mount_mcp(routes: Router<AppState>, state: &AppState) -> Result<Router<AppState>, String> {
+    let stateless = state.inner.mcp_stateless;
     let settings = StreamableHttpServerConfig::default()
         // Every request needs a Bearer token, which a browser never attaches
         // on its own, so rmcp's DNS-rebinding Host check is not needed.
         .disable_allowed_hosts()
+        .with_legacy_session_mode(!stateless)
+        .with_json_response(stateless)
         .with_cancellation_token(state.in_flight().stop_token().child_token());
     let limits = state.inner.body_limits;
     let service = McpHttpService::with_server_config(

@@ -26,7 +26,8 @@ pub const DEV_ISSUER: &str = "chatkit-engine-dev";
     max_term_width = 100,
     after_long_help = "More engine settings come only from the environment: JWKS (an inline JWKS \
                        document), JWT_LEEWAY_SECS, JWKS_REFRESH_SECS, MAX_TURNS, HISTORY_ITEMS, \
-                       TOOL_TIMEOUT_SECS. Logs: RUST_LOG (default info)."
+                       TOOL_TIMEOUT_SECS; for replicas on one PostgreSQL: DATABASE_URL_DIRECT, \
+                       DATABASE_POOLER, TURN_LEASE_SECS. Logs: RUST_LOG (default info)."
 )]
 pub struct Args {
     /// Address to listen on. Anything other than a loopback address needs
@@ -122,6 +123,18 @@ pub struct Args {
     #[arg(long, env = "MCP_MAX_SESSIONS_PER_USER", default_value_t = 16)]
     pub mcp_max_sessions_per_user: usize,
 
+    /// Serve `/mcp` without sessions: every request stands alone and any
+    /// replica can answer it (needed behind a load balancer without sticky
+    /// sessions). Answers are plain JSON where the tool allows it, and the
+    /// per-user session cap does not apply (there are no sessions).
+    #[arg(
+        long,
+        env = "MCP_STATELESS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "false"
+    )]
+    pub mcp_stateless: bool,
+
     /// On SIGTERM/SIGINT, how long running responses may go on before the
     /// server stops anyway, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
@@ -208,6 +221,8 @@ pub struct ServeConfig {
     pub body_idle: Duration,
     /// The cap on one user's open MCP sessions.
     pub mcp_max_sessions_per_user: usize,
+    /// `/mcp` without sessions (any replica answers any request).
+    pub mcp_stateless: bool,
     /// Pause before each streamed event (development identity mode only).
     pub dev_stream_delay: Duration,
     /// Hosted-mode session settings, when configured.
@@ -397,6 +412,7 @@ impl ServeConfig {
             body_deadline: Duration::from_secs(args.request_body_timeout_secs),
             body_idle: Duration::from_secs(args.request_body_idle_secs),
             mcp_max_sessions_per_user: args.mcp_max_sessions_per_user,
+            mcp_stateless: args.mcp_stateless,
             dev_stream_delay: Duration::from_millis(args.dev_stream_delay_ms),
             hosted,
             log_format: args.log_format,

@@ -18,6 +18,15 @@
 //! | a POST body larger than rmcp's `max_request_body_bytes`, not complete within the body deadline (default 30 s), or idle for the idle deadline (default 10 s) | 413 `payload_too_large` / 408 `request_timeout`, `Connection: close` on HTTP/1.1 |
 //! | `initialize` when the caller already has the cap of open sessions (default [`DEFAULT_MAX_SESSIONS_PER_USER`]) | 429 `too_many_sessions` |
 //!
+//! Several replicas without sticky sessions: build the service with
+//! `StreamableHttpServerConfig::default().with_legacy_session_mode(false)`
+//! ([`McpHttpService::with_server_config`]). rmcp then serves every request
+//! on its own (no `Mcp-Session-Id` is issued and no state is kept between
+//! requests), so consecutive requests of one client may reach different
+//! processes; the session rows above do not apply, since there are no
+//! sessions. With sessions (the default) a session lives in the memory of
+//! the process that opened it.
+//!
 //! Sessions therefore belong to the user who opened them (see the session
 //! rules in [`McpHttpService::max_sessions_per_user`]), and each tool call
 //! still runs as the user of its own request's token. Tool arguments are
