@@ -177,3 +177,49 @@ test("offers a retry after a failed request, and the retry answers", async () =>
   assert.equal(await page.locator(".banner-error").count(), 0);
   await page.unroute("**/chatkit");
 });
+
+/** Every item of the message pane: its rendered height and the height its content needs. */
+async function itemHeights() {
+  return page.$$eval(".messages > .msg, .messages > .workflow", (els) =>
+    els.map((el) => ({
+      kind: el.className,
+      text: el.textContent.trim().slice(0, 40),
+      height: el.getBoundingClientRect().height,
+      needed: el.scrollHeight,
+    })),
+  );
+}
+
+function assertReadable(items) {
+  assert.ok(items.some((i) => i.kind.startsWith("workflow")), "the conversation shows tool activity");
+  for (const item of items) {
+    // A line of text is at least 16 px; a squeezed item is a few px tall and clips its content.
+    assert.ok(item.height >= 16, `${item.kind} "${item.text}" is ${item.height}px tall`);
+    assert.ok(
+      item.height + 1 >= item.needed,
+      `${item.kind} "${item.text}" is ${item.height}px tall but its content needs ${item.needed}px`,
+    );
+  }
+}
+
+test("every item stays readable in a conversation taller than the pane", async () => {
+  await page.click("#new-chat");
+  const chores = ["water the plants", "pay the rent", "book a dentist", "fix the bike", "call the bank", "buy bread"];
+  for (const chore of chores) {
+    await sendMessage(`add a task to ${chore}`);
+    await page.waitForSelector(`.msg.user >> text=add a task to ${chore}`);
+    await waitIdle();
+  }
+  const pane = await page.$eval(".messages", (el) => ({ scroll: el.scrollHeight, client: el.clientHeight }));
+  assert.ok(pane.scroll > pane.client, `the conversation (${pane.scroll}px) is taller than the pane (${pane.client}px)`);
+  assert.equal(await page.locator(".workflow").count(), chores.length);
+  assertReadable(await itemHeights());
+  await shot("06-long-conversation");
+
+  // The same after a reload, when the page renders the stored items in one go.
+  await page.reload();
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForSelector(`.msg.user >> text=add a task to ${chores[chores.length - 1]}`);
+  assert.equal(await page.locator(".workflow").count(), chores.length);
+  assertReadable(await itemHeights());
+});

@@ -37,6 +37,7 @@ pub mod offline;
 pub mod table;
 pub mod task;
 pub mod tools;
+pub mod widgets;
 
 pub use agents::{ORCHESTRATOR, TaskAgents, URDU_SPECIALIST};
 pub use offline::TaskRules;
@@ -55,7 +56,7 @@ use crate::context::RequestContext;
 use crate::engine::{AgentResponder, ChatEngine, Responder, Turn};
 use crate::error::{Error, Result};
 use crate::models::{self, ScriptedModel};
-use crate::protocol::{StreamOptions, ThreadItem, ThreadMetadata};
+use crate::protocol::{Action, StreamOptions, ThreadItem, ThreadMetadata};
 use crate::store::{self, Database};
 use crate::tools::{ToolContext, ToolSet};
 use async_trait::async_trait;
@@ -102,13 +103,20 @@ impl Assistant {
     /// host-language functions as tools. An extra tool with a task tool's
     /// name replaces that task tool.
     pub fn with_tools(tasks: SharedTaskStore, runner: Runner, extra: &ToolSet) -> Self {
-        let mut tools = task_tools(Arc::clone(&tasks));
+        let mut tools = ToolSet::new();
+        for tool in task_tools(Arc::clone(&tasks)).iter() {
+            tools.push(Arc::new(widgets::Presented::new(
+                Arc::clone(tool),
+                Arc::clone(&tasks),
+            )));
+        }
         tools.extend(extra);
         let agents = TaskAgents::new(tools.clone());
         let router = agents.clone();
         let responder =
             AgentResponder::routed(runner, ORCHESTRATOR, move |text| router.route(text))
-                .tool_labels(tool_label);
+                .tool_labels(tool_label)
+                .action_handlers(&widgets::task_actions(Arc::clone(&tasks)));
         Self {
             tasks,
             tools,
@@ -172,6 +180,27 @@ impl Assistant {
 impl Responder for Assistant {
     async fn respond(&self, turn: &mut Turn, input: Option<&ThreadItem>) -> Result<()> {
         self.responder.respond(turn, input).await
+    }
+
+    async fn action(
+        &self,
+        turn: &mut Turn,
+        action: &Action,
+        sender: Option<&ThreadItem>,
+    ) -> Result<()> {
+        self.responder.action(turn, action, sender).await
+    }
+
+    async fn sync_action(
+        &self,
+        thread: &ThreadMetadata,
+        action: &Action,
+        sender: Option<&ThreadItem>,
+        ctx: &RequestContext,
+    ) -> Result<Option<ThreadItem>> {
+        self.responder
+            .sync_action(thread, action, sender, ctx)
+            .await
     }
 
     fn model_name(&self) -> &str {

@@ -3,6 +3,12 @@
 //! A [`Tool`] has a name, a description and a JSON schema, and is called
 //! with the model's arguments and a [`ToolContext`] that carries the
 //! verified caller. A tool never takes the user id from its arguments.
+//!
+//! | a tool can | how |
+//! | --- | --- |
+//! | show its result as a ChatKit widget | [`ToolOutput::with_widget`] (the model still sees `content`) |
+//! | tell the host page something changed | [`ToolOutput::with_effect`] (a `client_effect` event, never stored) |
+//! | wait for the user's confirmation before it runs | [`Tool::requires_approval`], or [`ToolSet::require_approval`] per tool |
 
 use crate::context::RequestContext;
 use crate::error::Result;
@@ -39,6 +45,36 @@ pub struct ToolOutput {
     pub structured: Option<Value>,
     /// Whether the call failed (the model still sees `content`).
     pub is_error: bool,
+    /// A widget root shown to the user after the tool activity (see
+    /// [`crate::protocol::widget`]); the model never sees it.
+    pub widget: Option<Value>,
+    /// `client_effect` events for the host page (fire and forget).
+    pub effects: Vec<ClientEffect>,
+}
+
+/// A `client_effect` event: a name and its data, for the page's `onEffect`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientEffect {
+    /// The effect name (`tasks_changed`).
+    pub name: String,
+    /// Its data.
+    pub data: serde_json::Map<String, Value>,
+}
+
+impl ClientEffect {
+    /// An effect with this name and data (a non-object `data` is wrapped as
+    /// `{"value": data}`).
+    pub fn new(name: impl Into<String>, data: Value) -> Self {
+        let data = match data {
+            Value::Object(map) => map,
+            Value::Null => serde_json::Map::new(),
+            other => serde_json::Map::from_iter([("value".to_owned(), other)]),
+        };
+        Self {
+            name: name.into(),
+            data,
+        }
+    }
 }
 
 impl ToolOutput {
@@ -48,6 +84,8 @@ impl ToolOutput {
             content: content.into(),
             structured: None,
             is_error: false,
+            widget: None,
+            effects: Vec::new(),
         }
     }
 
@@ -57,6 +95,8 @@ impl ToolOutput {
             content: value.to_string(),
             structured: Some(value),
             is_error,
+            widget: None,
+            effects: Vec::new(),
         }
     }
 
@@ -66,7 +106,21 @@ impl ToolOutput {
             content: message.into(),
             structured: None,
             is_error: true,
+            widget: None,
+            effects: Vec::new(),
         }
+    }
+
+    /// Shows `widget` (a widget root) to the user.
+    pub fn with_widget(mut self, widget: Value) -> Self {
+        self.widget = Some(widget);
+        self
+    }
+
+    /// Adds a `client_effect` for the host page.
+    pub fn with_effect(mut self, effect: ClientEffect) -> Self {
+        self.effects.push(effect);
+        self
     }
 }
 
@@ -86,6 +140,18 @@ pub trait Tool: Send + Sync + 'static {
     /// failures (validation, not found) should be an `Ok` with
     /// `is_error: true`.
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<ToolOutput>;
+
+    /// Whether a run pauses for the user's confirmation before calling it
+    /// (default `false`; [`ToolSet::require_approval`] overrides it).
+    fn requires_approval(&self) -> bool {
+        false
+    }
+
+    /// What the confirmation asks, for a call with these arguments.
+    async fn approval_prompt(&self, arguments: &Value, ctx: &ToolContext) -> String {
+        let _ = (arguments, ctx);
+        format!("Run {}?", self.name())
+    }
 
     /// The spec sent to the model.
     fn spec(&self) -> ToolSpec {
@@ -116,6 +182,8 @@ pub fn check_definition(name: &str, parameters: &Value) -> crate::error::Result<
 #[derive(Clone, Default)]
 pub struct ToolSet {
     tools: Vec<Arc<dyn Tool>>,
+    /// Per-tool overrides of [`Tool::requires_approval`].
+    approvals: Vec<(String, bool)>,
 }
 
 impl std::fmt::Debug for ToolSet {
@@ -150,6 +218,9 @@ impl ToolSet {
         for tool in &other.tools {
             self.push(Arc::clone(tool));
         }
+        for (name, required) in &other.approvals {
+            self.require_approval(name, *required);
+        }
     }
 
     /// The tool called `name`.
@@ -170,6 +241,23 @@ impl ToolSet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
+    }
+
+    /// Makes the tool `name` wait (or not) for the user's confirmation,
+    /// whatever the tool itself says.
+    pub fn require_approval(&mut self, name: &str, required: bool) {
+        self.approvals.retain(|(tool, _)| tool != name);
+        self.approvals.push((name.to_owned(), required));
+    }
+
+    /// Whether a call of `name` waits for the user's confirmation.
+    pub fn needs_approval(&self, name: &str) -> bool {
+        self.approvals
+            .iter()
+            .find(|(tool, _)| tool == name)
+            .map(|(_, required)| *required)
+            .or_else(|| self.get(name).map(|tool| tool.requires_approval()))
+            .unwrap_or(false)
     }
 
     /// The specs sent to the model.

@@ -39,13 +39,17 @@
 pub mod history;
 mod workflow;
 
+use super::actions::{ActionHandlers, ActionOutcome};
 use super::{Responder, Turn};
 use crate::agents::{Agent, Runner};
-use crate::error::Result;
-use crate::protocol::{ItemKind, Order, ThreadItem};
+use crate::error::{Error, Result};
+use crate::protocol::{
+    Action, ItemKind, Order, ThreadItem, ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::sync::Arc;
+use tracing::Instrument;
 use workflow::Mapper;
 
 /// Picks the agent that answers a user message.
@@ -68,6 +72,7 @@ pub struct AgentResponder {
     default_agent: String,
     history_items: usize,
     labels: ToolLabels,
+    actions: ActionHandlers,
 }
 
 /// How one tool call is shown in the tool-activity workflow.
@@ -117,6 +122,7 @@ impl AgentResponder {
             default_agent,
             history_items: 30,
             labels: default_labels(),
+            actions: ActionHandlers::new(),
         }
     }
 
@@ -133,6 +139,7 @@ impl AgentResponder {
             default_agent: default_agent.into(),
             history_items: 30,
             labels: default_labels(),
+            actions: ActionHandlers::new(),
         }
     }
 
@@ -150,12 +157,103 @@ impl AgentResponder {
         self.history_items = items.max(1);
         self
     }
+
+    /// Widget actions answered without the model (see [`super::actions`]);
+    /// added to those already registered.
+    pub fn action_handlers(mut self, handlers: &ActionHandlers) -> Self {
+        self.actions.extend(handlers);
+        self
+    }
+
+    /// The registered widget action handlers.
+    pub fn actions(&self) -> &ActionHandlers {
+        &self.actions
+    }
+
+    /// Runs the handler of a widget action: the sender must be a widget of
+    /// the caller's thread that offers the action.
+    async fn handle_action(
+        &self,
+        action: &Action,
+        sender: Option<&ThreadItem>,
+        ctx: &crate::context::RequestContext,
+    ) -> Result<(ThreadItem, ActionOutcome)> {
+        let Some(sender) = sender else {
+            return Err(Error::invalid(format!(
+                "the `{}` action must name the widget item that sent it",
+                action.kind
+            )));
+        };
+        let ItemKind::Widget(widget) = &sender.kind else {
+            return Err(Error::invalid("only a widget item can send an action"));
+        };
+        let outcome = self.actions.handle(action, &widget.widget, ctx).await?;
+        Ok((sender.clone(), outcome))
+    }
 }
 
 #[async_trait]
 impl Responder for AgentResponder {
     fn model_name(&self) -> &str {
         self.runner.config().model.name()
+    }
+
+    async fn action(
+        &self,
+        turn: &mut Turn,
+        action: &Action,
+        sender: Option<&ThreadItem>,
+    ) -> Result<()> {
+        let span = tracing::info_span!("chatkit.action", action = %action.kind);
+        let (mut item, outcome) = self
+            .handle_action(action, sender, turn.context())
+            .instrument(span)
+            .await?;
+        if let Some(widget) = outcome.widget {
+            if let ItemKind::Widget(current) = &mut item.kind {
+                current.widget = widget.clone();
+            }
+            // Stored first, so a reload shows what the page is told.
+            turn.store()
+                .save_item(&item.thread_id, &item, turn.context())
+                .await?;
+            turn.emit(ThreadStreamEvent::ItemUpdated {
+                item_id: item.id.clone(),
+                update: ThreadItemUpdate::WidgetRootUpdated { widget },
+            })
+            .await?;
+        }
+        for effect in outcome.effects {
+            turn.emit(ThreadStreamEvent::ClientEffect {
+                name: effect.name,
+                data: effect.data,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_action(
+        &self,
+        thread: &ThreadMetadata,
+        action: &Action,
+        sender: Option<&ThreadItem>,
+        ctx: &crate::context::RequestContext,
+    ) -> Result<Option<ThreadItem>> {
+        let _ = thread;
+        let span = tracing::info_span!("chatkit.sync_action", action = %action.kind);
+        let (mut item, outcome) = self
+            .handle_action(action, sender, ctx)
+            .instrument(span)
+            .await?;
+        // A synchronous answer has no stream for effects: the page refreshes
+        // from the replaced item.
+        Ok(outcome.widget.map(|widget| {
+            if let ItemKind::Widget(current) = &mut item.kind {
+                current.widget = widget;
+            }
+            item
+        }))
     }
 
     async fn respond(&self, turn: &mut Turn, input: Option<&ThreadItem>) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::engine::responder::complete_message;
 use crate::error::Result;
 use crate::protocol::{
     AssistantMessage, AssistantMessageContent, IdKind, ItemKind, StatusIndicator, Task, TaskKind,
-    ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, Workflow, WorkflowItem,
+    ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, WidgetItem, Workflow, WorkflowItem,
     WorkflowKind, WorkflowSummary,
 };
 use std::time::Instant;
@@ -77,6 +77,9 @@ pub(super) struct Mapper {
     /// Task index of each running call id in the tools workflow.
     calls: Vec<(String, usize)>,
     reasoning: Option<(OpenWorkflow, String)>,
+    /// The widget of the last tool that returned one, shown once their
+    /// workflow closes (a lookup before an update shows only the update).
+    widget: Option<serde_json::Value>,
 }
 
 impl Mapper {
@@ -87,6 +90,7 @@ impl Mapper {
             tools: None,
             calls: Vec::new(),
             reasoning: None,
+            widget: None,
         }
     }
 
@@ -140,7 +144,19 @@ impl Mapper {
                 self.calls.push((call.id, index));
                 Ok(())
             }
-            RunEvent::ToolFinished { call, output, .. } => {
+            RunEvent::ToolFinished {
+                call, mut output, ..
+            } => {
+                for effect in std::mem::take(&mut output.effects) {
+                    turn.emit(ThreadStreamEvent::ClientEffect {
+                        name: effect.name,
+                        data: effect.data,
+                    })
+                    .await?;
+                }
+                if let Some(widget) = output.widget.take() {
+                    self.widget = Some(widget);
+                }
                 let Some(index) = self
                     .calls
                     .iter()
@@ -317,10 +333,21 @@ impl Mapper {
 
     async fn close_tools(&mut self, turn: &mut Turn) -> Result<()> {
         self.calls.clear();
-        match self.tools.take() {
-            Some(open) => open.close(turn).await,
-            None => Ok(()),
+        if let Some(open) = self.tools.take() {
+            open.close(turn).await?;
         }
+        // The tools' widget sits below their activity, above the answer.
+        if let Some(widget) = self.widget.take() {
+            let item = turn.new_item(
+                IdKind::Message,
+                ItemKind::Widget(WidgetItem {
+                    widget,
+                    copy_text: None,
+                }),
+            );
+            turn.emit(ThreadStreamEvent::ItemDone { item }).await?;
+        }
+        Ok(())
     }
 
     /// Ends the turn's open workflows (also after a failure, so the tool
