@@ -10,11 +10,13 @@ mod support;
 use chatkit_engine::RequestContext;
 use chatkit_engine::agents::{RunConfig, Runner};
 use chatkit_engine::engine::ChatEngine;
+use chatkit_engine::engine::agent::DEFAULT_APPROVAL_TTL;
 use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
 use chatkit_engine::todo::{self, Assistant, NewTask, PgTaskTable, TaskQuery, TaskStore};
 use db::{Backend, TestDb};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 use support::*;
 
 struct Fixture {
@@ -25,6 +27,24 @@ struct Fixture {
 
 async fn fixture(backend: Backend) -> Fixture {
     let db = TestDb::new(backend).await;
+    let (engine, tasks) = parts(backend, &db, DEFAULT_APPROVAL_TTL).await;
+    Fixture {
+        engine,
+        tasks,
+        _db: db,
+    }
+}
+
+/// Another engine on the same database (a restart, or a second replica).
+async fn fixture_on(backend: Backend, db: &TestDb) -> ChatEngine {
+    engine_on(backend, db, DEFAULT_APPROVAL_TTL).await
+}
+
+async fn engine_on(backend: Backend, db: &TestDb, ttl: Duration) -> ChatEngine {
+    parts(backend, db, ttl).await.0
+}
+
+async fn parts(backend: Backend, db: &TestDb, ttl: Duration) -> (ChatEngine, Arc<dyn TaskStore>) {
     let (chat, tasks): (SharedStore, Arc<dyn TaskStore>) = match backend {
         Backend::Sqlite => {
             let store = SqliteStore::connect(&db.url).await.unwrap();
@@ -41,14 +61,10 @@ async fn fixture(backend: Backend) -> Fixture {
     let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));
     let engine = ChatEngine::builder()
         .shared_store(chat)
-        .responder(Assistant::new(Arc::clone(&tasks), runner))
+        .responder(Assistant::new(Arc::clone(&tasks), runner).approval_ttl(ttl))
         .build()
         .unwrap();
-    Fixture {
-        engine,
-        tasks,
-        _db: db,
-    }
+    (engine, tasks)
 }
 
 async fn add(f: &Fixture, user: &str, title: &str) -> String {
@@ -363,7 +379,328 @@ async fn created_and_counted_tasks_show_a_card_and_tell_the_page(backend: Backen
     );
 }
 
+/// The confirmation card a turn showed: (item id, approval id).
+fn confirmation(events: &[Value]) -> (String, String) {
+    let item = events
+        .iter()
+        .find(|e| {
+            e["type"] == "thread.item.done"
+                && e["item"]["type"] == "widget"
+                && e["item"]["widget"]["confirm"].is_object()
+        })
+        .map(|e| e["item"].clone())
+        .expect("the turn asks for a confirmation");
+    let card = &item["widget"];
+    assert_eq!(
+        card["confirm"]["action"]["type"],
+        "chatkit.approval.confirm"
+    );
+    assert_eq!(card["cancel"]["action"]["type"], "chatkit.approval.cancel");
+    (
+        item["id"].as_str().unwrap().to_owned(),
+        card["confirm"]["action"]["payload"]["approval_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+fn answer_card(thread_id: &str, item_id: &str, kind: &str, approval_id: &str) -> Value {
+    json!({"type": "threads.custom_action", "params": {"thread_id": thread_id, "item_id": item_id,
+        "action": {"type": kind, "payload": {"approval_id": approval_id}}}})
+}
+
+fn answer_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+        .map(|e| {
+            e["item"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// Asks alice's assistant to delete "call mom": (thread id, card item id, approval id).
+async fn ask_delete(f: &Fixture) -> (String, String, String, Vec<Value>) {
+    let events = wire(&call_stream(&f.engine, "alice", create("delete call mom")).await);
+    let (item_id, approval_id) = confirmation(&events);
+    (created_thread_id_of(&events), item_id, approval_id, events)
+}
+
+async fn a_delete_by_chat_waits_for_confirm_then_the_same_run_deletes_and_answers(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "buy milk").await;
+    let mom = add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, asked) = ask_delete(&f).await;
+    let card = asked
+        .iter()
+        .find(|e| e["item"]["id"] == item_id.as_str())
+        .unwrap();
+    assert_eq!(
+        card["item"]["widget"]["children"][0]["value"],
+        "Delete the task “call mom”?"
+    );
+    assert!(
+        answer_text(&asked).is_empty(),
+        "the run paused before answering"
+    );
+    let waiting = asked
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "workflow")
+        .unwrap();
+    let tasks = waiting["item"]["workflow"]["tasks"].as_array().unwrap();
+    assert_eq!(
+        tasks.last().unwrap()["content"],
+        "Waiting for your confirmation"
+    );
+    assert_eq!(done(&f, "alice").await.len(), 2, "nothing deleted yet");
+
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    let updated = events
+        .iter()
+        .find(|e| e["type"] == "thread.item.updated" && e["item_id"] == item_id.as_str())
+        .unwrap();
+    assert_eq!(
+        updated["update"]["widget"]["children"][1]["children"][1]["value"],
+        "Confirmed"
+    );
+    assert!(
+        updated["update"]["widget"]["confirm"].is_null(),
+        "an answered card offers nothing"
+    );
+    assert!(
+        answer_text(&events).contains("Deleted"),
+        "{}",
+        answer_text(&events)
+    );
+    let effect = events
+        .iter()
+        .find(|e| e["type"] == "client_effect")
+        .unwrap();
+    assert_eq!(effect["data"]["task_ids"], json!([mom]));
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), false)]);
+
+    // A second click (a stale page) changes nothing.
+    let again = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(again.iter().any(|e| e["type"] == "error"), "{again:?}");
+    assert!(answer_text(&again).is_empty());
+    let stored = items(&f.engine, "alice", &thread_id).await;
+    let card = stored.iter().find(|i| i["id"] == item_id.as_str()).unwrap();
+    assert_eq!(
+        card["widget"], updated["update"]["widget"],
+        "a reload shows the answered card"
+    );
+}
+
+async fn cancel_tells_the_model_the_user_declined_and_deletes_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.cancel",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(
+        answer_text(&events).contains("nothing was deleted"),
+        "{}",
+        answer_text(&events)
+    );
+    assert!(!events.iter().any(|e| e["type"] == "client_effect"));
+    assert_eq!(done(&f, "alice").await, [("call mom".to_owned(), false)]);
+    // Confirm after cancel: refused, still nothing deleted.
+    let late = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(late.iter().any(|e| e["type"] == "error"));
+    assert_eq!(done(&f, "alice").await, [("call mom".to_owned(), false)]);
+}
+
+async fn a_pending_confirmation_survives_a_restart_and_is_answered_by_another_engine(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    // A second engine on the same database: another process, or a replica.
+    let other = fixture_on(backend, &f._db).await;
+    let Fixture { engine, tasks, _db } = f;
+    drop(engine);
+    let f = Fixture {
+        engine: other.clone(),
+        tasks,
+        _db,
+    };
+    let events = wire(
+        &call_stream(
+            &other,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(answer_text(&events).contains("Deleted"), "{events:?}");
+    assert!(done(&f, "alice").await.is_empty());
+}
+
+async fn another_user_cannot_answer_a_confirmation(backend: Backend) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    let err = call_err(
+        &f.engine,
+        "bob",
+        answer_card(
+            &thread_id,
+            &item_id,
+            "chatkit.approval.confirm",
+            &approval_id,
+        ),
+    )
+    .await;
+    assert_eq!(err.code(), "not_found");
+    assert_eq!(done(&f, "alice").await.len(), 1);
+    // Alice can still answer it.
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(answer_text(&events).contains("Deleted"));
+}
+
+async fn an_expired_confirmation_runs_nothing(backend: Backend) {
+    let mut f = fixture(backend).await;
+    f.engine = engine_on(backend, &f._db, Duration::ZERO).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    let updated = events
+        .iter()
+        .find(|e| e["type"] == "thread.item.updated")
+        .unwrap();
+    assert_eq!(
+        updated["update"]["widget"]["children"][1]["children"][1]["value"],
+        "Expired"
+    );
+    assert!(answer_text(&events).is_empty());
+    assert_eq!(done(&f, "alice").await.len(), 1);
+}
+
+async fn a_task_mentioned_with_an_input_tag_reaches_the_tools_by_id(backend: Backend) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "buy milk").await;
+    let second = add(&f, "alice", "buy milk").await;
+    // By title the two are ambiguous; the tag names one by id.
+    let by_title = wire(&call_stream(&f.engine, "alice", create("mark buy milk as done")).await);
+    assert!(
+        answer_text(&by_title).contains("Several"),
+        "{}",
+        answer_text(&by_title)
+    );
+    let body = json!({"type":"threads.create","params":{"input":{"content":[
+        {"type":"input_text","text":"mark "},
+        {"type":"input_tag","id": second,"text":"buy milk","data":{},"group":"Tasks","interactive":false},
+        {"type":"input_text","text":" as done"}],"attachments":[],"inference_options":{}}}});
+    let events = wire(&call_stream(&f.engine, "alice", body).await);
+    assert!(
+        answer_text(&events).contains("completed"),
+        "{}",
+        answer_text(&events)
+    );
+    let toggled: Vec<_> = f
+        .tasks
+        .list(&TaskQuery::default(), &RequestContext::new("alice"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.completed)
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(toggled, [second]);
+}
+
 on_both_stores!(
+    a_delete_by_chat_waits_for_confirm_then_the_same_run_deletes_and_answers,
+    cancel_tells_the_model_the_user_declined_and_deletes_nothing,
+    a_pending_confirmation_survives_a_restart_and_is_answered_by_another_engine,
+    another_user_cannot_answer_a_confirmation,
+    an_expired_confirmation_runs_nothing,
+    a_task_mentioned_with_an_input_tag_reaches_the_tools_by_id,
     listing_tasks_shows_them_as_a_list_widget_with_buttons,
     a_toggle_from_the_widget_updates_it_in_place_without_the_model,
     an_action_naming_another_users_task_or_a_forged_payload_is_refused,

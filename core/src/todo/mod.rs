@@ -131,6 +131,13 @@ impl Assistant {
         self
     }
 
+    /// How long a confirmation before a tool call can be answered
+    /// (default 15 minutes).
+    pub fn approval_ttl(mut self, ttl: Duration) -> Self {
+        self.responder = self.responder.approval_ttl(ttl);
+        self
+    }
+
     /// The task table.
     pub fn task_store(&self) -> &SharedTaskStore {
         &self.tasks
@@ -254,7 +261,8 @@ impl App {
         run.max_turns = config.max_turns;
         run.tool_timeout = Duration::from_secs(config.tool_timeout_secs);
         let assistant = Assistant::with_tools(tasks, Runner::new(run), &extra)
-            .history_items(config.history_items);
+            .history_items(config.history_items)
+            .approval_ttl(Duration::from_secs(config.approval_ttl_secs));
         let verifier = JwtVerifier::from_config(&config).await?;
         let mut builder = ChatEngine::builder()
             .shared_store(database.store())

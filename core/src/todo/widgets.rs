@@ -304,15 +304,15 @@ impl Tool for Presented {
         self.inner.name() == "delete_task" || self.inner.requires_approval()
     }
 
-    async fn approval_prompt(&self, arguments: &Value, ctx: &ToolContext) -> String {
+    async fn approval_prompt(&self, arguments: &Value, ctx: &ToolContext) -> Option<String> {
         if self.inner.name() != "delete_task" {
             return self.inner.approval_prompt(arguments, ctx).await;
         }
+        // A task the caller does not have needs no confirmation: the call
+        // runs and answers "Task not found".
         let id = arguments["task_id"].as_str().unwrap_or_default();
-        match self.tasks.get(id, &ctx.request).await {
-            Ok(task) => format!("Delete the task “{}”?", task.title),
-            Err(_) => "Delete this task?".to_owned(),
-        }
+        let task = self.tasks.get(id, &ctx.request).await.ok()?;
+        Some(format!("Delete the task “{}”?", task.title))
     }
 
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<ToolOutput> {

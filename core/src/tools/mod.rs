@@ -147,10 +147,12 @@ pub trait Tool: Send + Sync + 'static {
         false
     }
 
-    /// What the confirmation asks, for a call with these arguments.
-    async fn approval_prompt(&self, arguments: &Value, ctx: &ToolContext) -> String {
+    /// What the confirmation asks, for a call with these arguments; `None`
+    /// when this call needs no confirmation after all (its target does not
+    /// exist, say): it then runs at once.
+    async fn approval_prompt(&self, arguments: &Value, ctx: &ToolContext) -> Option<String> {
         let _ = (arguments, ctx);
-        format!("Run {}?", self.name())
+        Some(format!("Run {}?", self.name()))
     }
 
     /// The spec sent to the model.

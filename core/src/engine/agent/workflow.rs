@@ -100,7 +100,9 @@ impl Mapper {
     /// the open stream does not reserve room for their futures.
     pub(super) async fn apply(&mut self, turn: &mut Turn, event: RunEvent) -> Result<()> {
         match event {
-            RunEvent::AgentStarted { .. } | RunEvent::Completed { .. } => Ok(()),
+            RunEvent::AgentStarted { .. }
+            | RunEvent::Completed { .. }
+            | RunEvent::ApprovalRequired { .. } => Ok(()),
             RunEvent::ReasoningDelta(delta) => self.reasoning_delta(turn, &delta).await,
             RunEvent::TextDelta(delta) => {
                 if self.reasoning.is_some() {
@@ -191,6 +193,36 @@ impl Mapper {
             }
             RunEvent::Handoff { to, .. } => Box::pin(self.handoff(turn, &to)).await,
         }
+    }
+
+    /// Shows the task of call `call_id` as waiting for the user.
+    pub(super) async fn waiting(&mut self, turn: &mut Turn, call_id: &str) -> Result<()> {
+        let Some(index) = self
+            .calls
+            .iter()
+            .find(|(id, _)| id == call_id)
+            .map(|(_, i)| *i)
+        else {
+            return Ok(());
+        };
+        let title = self
+            .tools
+            .as_ref()
+            .and_then(|open| open.tasks.get(index))
+            .and_then(|task| match &task.kind {
+                TaskKind::Custom { title, .. } => title.clone(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let task = Task {
+            status_indicator: StatusIndicator::None,
+            kind: TaskKind::Custom {
+                title: Some(title),
+                icon: Some("circle-question".into()),
+                content: Some("Waiting for your confirmation".into()),
+            },
+        };
+        Box::pin(self.update_tool_task(turn, index, task)).await
     }
 
     pub(super) async fn handoff(&mut self, turn: &mut Turn, to: &str) -> Result<()> {
