@@ -210,6 +210,8 @@ impl AgentResponder {
                     paused,
                 }) => {
                     mapper.waiting(turn, &call.id).await?;
+                    // The card is what the user acts on now, not a lookup's result.
+                    mapper.discard_widget();
                     mapper.close_workflows(turn).await?;
                     Box::pin(self.ask(turn, &call, &prompt, paused)).await?;
                 }

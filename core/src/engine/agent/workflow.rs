@@ -170,7 +170,16 @@ impl Mapper {
                 let summary: String = output.content.chars().take(400).collect();
                 let label = (self.labels)(&call.name);
                 let title = label.title;
-                let task = if output.is_error {
+                let task = if output.content == crate::agents::DECLINED_OUTPUT {
+                    Task {
+                        status_indicator: StatusIndicator::None,
+                        kind: TaskKind::Custom {
+                            title: Some(format!("{title}: cancelled")),
+                            icon: Some("empty-circle".into()),
+                            content: Some("You cancelled it".into()),
+                        },
+                    }
+                } else if output.is_error {
                     Task {
                         status_indicator: StatusIndicator::None,
                         kind: TaskKind::Custom {
@@ -193,6 +202,11 @@ impl Mapper {
             }
             RunEvent::Handoff { to, .. } => Box::pin(self.handoff(turn, &to)).await,
         }
+    }
+
+    /// Forgets the widget waiting to be shown.
+    pub(super) fn discard_widget(&mut self) {
+        self.widget = None;
     }
 
     /// Shows the task of call `call_id` as waiting for the user.
