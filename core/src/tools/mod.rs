@@ -9,6 +9,68 @@
 //! | show its result as a ChatKit widget | [`ToolOutput::with_widget`] (the model still sees `content`) |
 //! | tell the host page something changed | [`ToolOutput::with_effect`] (a `client_effect` event, never stored) |
 //! | wait for the user's confirmation before it runs | [`Tool::requires_approval`], or [`ToolSet::require_approval`] per tool |
+//!
+//! A host tool that asks first, then shows a card and tells the page:
+//!
+//! ```
+//! # async fn demo() -> chatkit_engine::Result<()> {
+//! use async_trait::async_trait;
+//! use chatkit_engine::agents::{Agent, RunConfig, Runner};
+//! use chatkit_engine::engine::{AgentResponder, ChatEngine, Response};
+//! use chatkit_engine::models::scripted::{Conversation, Reply, Script, ScriptedModel};
+//! use chatkit_engine::protocol::widget::Component;
+//! use chatkit_engine::store::SqliteStore;
+//! use chatkit_engine::tools::{ClientEffect, Tool, ToolContext, ToolOutput, ToolSet};
+//! use chatkit_engine::RequestContext;
+//! use serde_json::{json, Value};
+//! use std::sync::Arc;
+//!
+//! struct ArchiveNotes;
+//! #[async_trait]
+//! impl Tool for ArchiveNotes {
+//!     fn name(&self) -> &str { "archive_notes" }
+//!     fn description(&self) -> &str { "Archives the user's notes" }
+//!     fn parameters(&self) -> Value { json!({"type": "object", "properties": {}}) }
+//!     fn requires_approval(&self) -> bool { true }
+//!     async fn call(&self, _: Value, _: &ToolContext) -> chatkit_engine::Result<ToolOutput> {
+//!         let card = Component::card().child(Component::text("3 notes archived")).into_root()?;
+//!         Ok(ToolOutput::text("archived 3 notes")
+//!             .with_widget(card)
+//!             .with_effect(ClientEffect::new("notes_changed", json!({"count": 3}))))
+//!     }
+//! }
+//! // A stand-in model: call the tool, then answer.
+//! struct Rules;
+//! impl Script for Rules {
+//!     fn reply(&self, c: &Conversation<'_>) -> Reply {
+//!         if c.calls_since_user().is_empty() { Reply::call("archive_notes", json!({})) }
+//!         else { Reply::Text("Done.".into()) }
+//!     }
+//! }
+//! let runner = Runner::new(RunConfig::new(Arc::new(ScriptedModel::new(Rules))));
+//! let agent = Agent::new("Notes").tools(ToolSet::new().with(ArchiveNotes));
+//! let engine = ChatEngine::builder()
+//!     .store(SqliteStore::in_memory().await?)
+//!     .responder(AgentResponder::new(runner, Arc::new(agent)))
+//!     .build()?;
+//! let alice = RequestContext::new("alice");
+//! let events = |r: Response| async move {
+//!     let Response::Stream(s) = r else { unreachable!() };
+//!     let wire = serde_json::to_value(s.collect_events().await).unwrap();
+//!     wire.as_array().unwrap().clone()
+//! };
+//! let body = br#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"archive my notes"}]}}}"#;
+//! let asked = events(engine.process(body, alice.clone()).await?).await;
+//! // The run paused on a card: Confirm / Cancel.
+//! let card = asked.iter().find(|e| e["item"]["type"] == "widget").unwrap()["item"].clone();
+//! let confirm = json!({"type": "threads.custom_action", "params": {
+//!     "thread_id": card["thread_id"], "item_id": card["id"], "action": card["widget"]["confirm"]["action"]}});
+//! let done = events(engine.process(confirm.to_string().as_bytes(), alice).await?).await;
+//! assert!(done.iter().any(|e| e["type"] == "client_effect" && e["name"] == "notes_changed"));
+//! assert!(done.iter().any(|e| e["item"]["widget"]["children"][0]["value"] == "3 notes archived"));
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
 
 use crate::context::RequestContext;
 use crate::error::Result;
@@ -109,6 +171,54 @@ impl ToolOutput {
             widget: None,
             effects: Vec::new(),
         }
+    }
+
+    /// The output a host-language tool (Python, JS) described as a JSON
+    /// envelope, the one format both bindings share:
+    ///
+    /// | key | meaning |
+    /// | --- | --- |
+    /// | `ok` | `false`: the call failed, `error` is shown to the model |
+    /// | `text` / `json` | what the model sees (text as is, anything else as JSON) |
+    /// | `widget` | a widget root shown to the user ([`crate::protocol::widget`]) |
+    /// | `effects` | `[{"name": .., "data": {..}}]`: `client_effect` events |
+    ///
+    /// A widget that is not a root, or a malformed effect, fails the call
+    /// with a message that says why (the model and the logs see it).
+    pub fn from_envelope(envelope: Value) -> Self {
+        let Value::Object(mut map) = envelope else {
+            return Self::error("a host tool answered with something other than an object");
+        };
+        if map.get("ok") == Some(&Value::Bool(false)) {
+            let message = map
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("the tool failed");
+            return Self::error(message);
+        }
+        let mut output = match (map.remove("text"), map.remove("json")) {
+            (Some(Value::String(text)), _) => Self::text(text),
+            (_, Some(json)) => Self::json(json, false),
+            _ => Self::text(""),
+        };
+        if let Some(widget) = map.remove("widget").filter(|w| !w.is_null()) {
+            if let Err(err) = crate::protocol::widget::check_root(&widget) {
+                return Self::error(format!("the tool's widget was refused: {err}"));
+            }
+            output.widget = Some(widget);
+        }
+        if let Some(Value::Array(effects)) = map.remove("effects") {
+            for effect in effects {
+                match effect.get("name").and_then(Value::as_str) {
+                    Some(name) if !name.is_empty() => {
+                        let data = effect.get("data").cloned().unwrap_or(Value::Null);
+                        output.effects.push(ClientEffect::new(name, data));
+                    }
+                    _ => return Self::error("a client effect needs a non-empty `name`"),
+                }
+            }
+        }
+        output
     }
 
     /// Shows `widget` (a widget root) to the user.
