@@ -827,6 +827,23 @@ async fn todo_widgets(dump: &mut Dump) -> Result<()> {
         add_text(&thread_id, "how many tasks do I have?"),
     )
     .await?;
+    // A delete by chat waits on a confirmation card; Confirm resumes the run.
+    let asked = dump
+        .stream(
+            "task delete confirmation card",
+            add_text(&thread_id, "delete buy milk"),
+        )
+        .await?;
+    let card = asked
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["widget"]["confirm"].is_object())
+        .map(|e| e["item"].clone())
+        .ok_or_else(|| Error::Internal("no confirmation card".into()))?;
+    dump.stream(
+        "task delete confirmed by card",
+        json!({"type":"threads.custom_action","params":{"thread_id":thread_id,"item_id":card["id"],"action":card["widget"]["confirm"]["action"]}}),
+    )
+    .await?;
     Ok(())
 }
 

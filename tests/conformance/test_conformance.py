@@ -524,6 +524,20 @@ def test_every_task_widget_component_is_a_strict_chatkit_component(records: tupl
     assert not missing, f"component types never dumped: {sorted(missing)}"
 
 
+def test_confirmation_cards_use_chatkits_card_actions(records: tuple[Record, ...]) -> None:
+    """The confirmation card's confirm / cancel are chatkit CardActions with full ActionConfigs."""
+    cards = [root for _, root in widget_roots(records) if "confirm" in root]
+    assert cards, "the dump holds a confirmation card"
+    for card in cards:
+        model = ckw.Card.model_validate(card)
+        for which in ("confirm", "cancel"):
+            spec = card[which]
+            assert set(spec) == {"label", "action"}
+            full = ActionConfig.model_validate(spec["action"]).model_dump(exclude_none=True)
+            assert spec["action"] == full and list(spec["action"]) == list(full)
+        assert model.confirm is not None and model.cancel is not None
+
+
 def test_task_changes_reach_the_page_as_client_effects(records: tuple[Record, ...]) -> None:
     effects = [
         json.loads(r.json)
