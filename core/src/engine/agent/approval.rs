@@ -3,7 +3,7 @@
 //!
 //! | step | what happens |
 //! | --- | --- |
-//! | the model calls a tool that needs approval | the run pauses; a [`PendingApproval`] (the paused run, the prompt) is stored for the caller with an expiry; a `Card` asks the prompt with Confirm and Cancel |
+//! | the model calls a tool that needs approval | the run pauses; a [`PendingApproval`](crate::store::PendingApproval) (the paused run, the prompt) is stored for the caller with an expiry; a `Card` asks the prompt with Confirm and Cancel |
 //! | Confirm ([`CONFIRM`]) | the approval is marked approved (once, in one statement), the card says so, the same run resumes: the tool runs and the model goes on |
 //! | Cancel ([`CANCEL`]) | marked declined, the card says so, the run resumes and the model is told the user declined |
 //! | a second click, or a click after expiry | nothing runs: the stored card no longer offers the action, or the approval is no longer pending, or it has expired (the card then says so) |
