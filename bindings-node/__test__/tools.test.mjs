@@ -78,3 +78,83 @@ test("a host runs the task tools directly on the table the chat uses", async () 
   assert.deepEqual(other.data, []);
   await assert.rejects(engine.runTaskTool("format_disk", {}, user), (err) => err.code === "not_found");
 });
+
+test("a JS tool can show a widget and send client effects", async () => {
+  const { ToolResult } = await import("./helpers.mjs");
+  const widget = {
+    type: "Card",
+    children: [
+      { type: "Text", value: "42 notes" },
+      { type: "Button", label: "Refresh", onClickAction: { type: "notes.refresh", handler: "server", loadingBehavior: "auto", streaming: true } },
+    ],
+  };
+  const engine = await ChatEngine.create(
+    { databaseUrl: sqliteUrl() },
+    {
+      tools: [
+        {
+          name: "get_stats",
+          handler: () =>
+            new ToolResult({ success: true, data: { total: 42, pending: 40, completed: 2 } }, widget, [
+              { name: "notes_changed", data: { ids: ["n1"] } },
+            ]),
+        },
+      ],
+    },
+  );
+  const events = await collect(await engine.process(create("how many tasks do I have?"), { userId: newUser() }));
+  // The model still got the output.
+  assert.deepEqual(assistantTexts(events), ["You have 42 tasks: 40 pending and 2 completed."]);
+  const shown = events.find((e) => e.type === "thread.item.done" && e.item.type === "widget");
+  assert.deepEqual(shown.item.widget, widget);
+  const effect = events.find((e) => e.type === "client_effect");
+  assert.deepEqual(effect, { type: "client_effect", name: "notes_changed", data: { ids: ["n1"] } });
+});
+
+test("a JS tool that is not a widget root is refused with a clear message", async () => {
+  const { ToolResult } = await import("./helpers.mjs");
+  const engine = await ChatEngine.create(
+    { databaseUrl: sqliteUrl() },
+    { tools: [{ name: "get_stats", handler: () => new ToolResult("x", { type: "Text", value: "no root" }) }] },
+  );
+  const events = await collect(await engine.process(create("how many tasks do I have?"), { userId: newUser() }));
+  assert.ok(!events.some((e) => e.type === "thread.item.done" && e.item.type === "widget"));
+  assert.match(assistantTexts(events)[0], /widget was refused/);
+});
+
+test("a JS tool that requires approval runs only after Confirm", async () => {
+  let calls = 0;
+  const engine = await ChatEngine.create(
+    { databaseUrl: sqliteUrl() },
+    {
+      tools: [
+        {
+          name: "get_stats",
+          requiresApproval: true,
+          handler: () => {
+            calls += 1;
+            return { success: true, data: { total: 7, pending: 7, completed: 0 } };
+          },
+        },
+      ],
+    },
+  );
+  const user = { userId: newUser() };
+  const asked = await collect(await engine.process(create("how many tasks do I have?"), user));
+  assert.equal(calls, 0, "not before Confirm");
+  assert.deepEqual(assistantTexts(asked), []);
+  const card = asked.find((e) => e.type === "thread.item.done" && e.item.type === "widget").item;
+  assert.equal(card.widget.children[0].value, "Run get_stats?");
+  const threadId = asked[0].thread.id;
+  const confirm = {
+    type: "threads.custom_action",
+    params: { thread_id: threadId, item_id: card.id, action: card.widget.confirm.action },
+  };
+  const resumed = await collect(await engine.process(JSON.stringify(confirm), user));
+  assert.equal(calls, 1);
+  assert.deepEqual(assistantTexts(resumed), ["You have 7 tasks: 7 pending and 0 completed."]);
+  // A second click runs nothing.
+  const again = await collect(await engine.process(JSON.stringify(confirm), user));
+  assert.ok(again.some((e) => e.type === "error"));
+  assert.equal(calls, 1);
+});

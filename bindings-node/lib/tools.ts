@@ -16,6 +16,30 @@ export interface ToolContext {
   callId: string;
 }
 
+/** A `client_effect` for the page (ChatKit React's `onEffect`). */
+export interface ClientEffect {
+  /** The effect name, e.g. `"notes_changed"`. */
+  name: string;
+  /** Its data (an object). */
+  data?: Record<string, unknown>;
+}
+
+/**
+ * What a tool returns when it wants more than a value for the model: a
+ * ChatKit widget for the user (a `Card`, `ListView` or `Basic` root) and
+ * `client_effect`s for the page. The model sees `output`.
+ */
+export class ToolResult {
+  constructor(
+    /** What the model sees (a string as is, anything else as JSON). */
+    readonly output: unknown,
+    /** A widget root shown after the tool activity. */
+    readonly widget?: Record<string, unknown>,
+    /** Client effects sent while the answer streams. */
+    readonly effects: ClientEffect[] = [],
+  ) {}
+}
+
 /** A function the agent can call. */
 export interface ToolDefinition<Args = Record<string, unknown>> {
   /** The name the model uses (a task tool's name replaces that task tool). */
@@ -30,6 +54,11 @@ export interface ToolDefinition<Args = Record<string, unknown>> {
    * reported to the model as a failed call with the error's message.
    */
   handler: (args: Args, context: ToolContext) => unknown;
+  /**
+   * Ask the user first: the run pauses on a Confirm / Cancel card and the
+   * tool runs only after Confirm (Cancel tells the model the user declined).
+   */
+  requiresApproval?: boolean;
 }
 
 /** The native form of a tool: its handler resolves to a JSON envelope. */
@@ -42,20 +71,26 @@ export function toNativeTool(tool: ToolDefinition<any>): NativeTool {
     name: tool.name,
     description: tool.description ?? "",
     parameters: JSON.stringify(parameters),
+    requiresApproval: tool.requiresApproval ?? false,
     handler: async (call: ToolCall): Promise<string> => {
       try {
         const args = JSON.parse(call.arguments || "{}");
         const context: ToolContext = { userId: call.userId, callId: call.callId };
         if (call.email != null) context.email = call.email;
         if (call.name != null) context.name = call.name;
-        const result = await tool.handler(args, context);
+        let result = await tool.handler(args, context);
+        let extra: Record<string, unknown> = {};
+        if (result instanceof ToolResult) {
+          extra = { widget: result.widget ?? null, effects: result.effects };
+          result = result.output;
+        }
         if (typeof result === "string") {
-          return JSON.stringify({ ok: true, text: result });
+          return JSON.stringify({ ok: true, text: result, ...extra });
         }
         if (result === undefined) {
-          return JSON.stringify({ ok: true, text: "" });
+          return JSON.stringify({ ok: true, text: "", ...extra });
         }
-        return JSON.stringify({ ok: true, json: result });
+        return JSON.stringify({ ok: true, json: result, ...extra });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         return JSON.stringify({ ok: false, error: message });

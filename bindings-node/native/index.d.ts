@@ -100,6 +100,11 @@ export interface NativeTool {
    * `{"ok":true,"json":..}` or `{"ok":false,"error":..}`.
    */
   handler: (call: ToolCall) => Promise<string>
+  /**
+   * Whether a call waits for the user's confirmation (a Confirm / Cancel
+   * card) before it runs.
+   */
+  requiresApproval?: boolean
 }
 
 /** The verified caller of a request (the core's `RequestContext`). */

@@ -46,6 +46,9 @@ pub struct NativeTool {
     /// `{"ok":true,"json":..}` or `{"ok":false,"error":..}`.
     #[napi(ts_type = "(call: ToolCall) => Promise<string>")]
     pub handler: ToolHandler,
+    /// Whether a call waits for the user's confirmation (a Confirm / Cancel
+    /// card) before it runs.
+    pub requires_approval: Option<bool>,
 }
 
 /// A [`NativeTool`] as a core [`Tool`].
@@ -54,6 +57,7 @@ pub(crate) struct JsTool {
     description: String,
     parameters: Value,
     handler: ToolHandler,
+    requires_approval: bool,
 }
 
 impl JsTool {
@@ -71,6 +75,7 @@ impl JsTool {
             description: tool.description,
             parameters,
             handler: tool.handler,
+            requires_approval: tool.requires_approval.unwrap_or(false),
         })
     }
 }
@@ -87,6 +92,10 @@ impl Tool for JsTool {
 
     fn parameters(&self) -> Value {
         self.parameters.clone()
+    }
+
+    fn requires_approval(&self) -> bool {
+        self.requires_approval
     }
 
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<ToolOutput> {
@@ -106,18 +115,11 @@ impl Tool for JsTool {
     }
 }
 
-/// The [`ToolOutput`] of a handler's envelope (see [`ToolHandler`]).
+/// The [`ToolOutput`] of a handler's envelope (see
+/// [`ToolOutput::from_envelope`]); text that is not JSON is shown as is.
 fn output_of(envelope: &str) -> ToolOutput {
-    let Ok(value) = serde_json::from_str::<Value>(envelope) else {
-        return ToolOutput::text(envelope);
-    };
-    if value["ok"] == Value::Bool(false) {
-        let message = value["error"].as_str().unwrap_or("the tool failed");
-        return ToolOutput::error(message);
-    }
-    match (value.get("text"), value.get("json")) {
-        (Some(Value::String(text)), _) => ToolOutput::text(text.clone()),
-        (_, Some(json)) => ToolOutput::json(json.clone(), false),
-        _ => ToolOutput::text(""),
+    match serde_json::from_str::<Value>(envelope) {
+        Ok(value) => ToolOutput::from_envelope(value),
+        Err(_) => ToolOutput::text(envelope),
     }
 }

@@ -168,13 +168,16 @@ impl Engine {
     }
 
     /// Registers `func` (an `async def f(ctx, args)`) as a tool of both
-    /// agents. Only before the first request.
+    /// agents; `requires_approval` makes a call wait for the user's
+    /// confirmation. Only before the first request.
+    #[pyo3(signature = (func, name, description, parameters_json, requires_approval = false))]
     fn add_tool(
         &self,
         func: Bound<'_, PyAny>,
         name: String,
         description: String,
         parameters_json: &str,
+        requires_approval: bool,
     ) -> PyResult<()> {
         if self.started.load(Ordering::SeqCst) {
             return Err(PyRuntimeError::new_err(
@@ -189,6 +192,7 @@ impl Engine {
             description,
             parameters,
             func: func.unbind(),
+            requires_approval,
         };
         self.tools
             .lock()

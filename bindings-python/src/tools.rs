@@ -53,8 +53,10 @@ pub struct PyTool {
     pub description: String,
     /// JSON schema of its arguments.
     pub parameters: Value,
-    /// `async def f(ctx: dict, args: dict) -> str | dict | list | None`.
+    /// `async def f(ctx: dict, args: dict) -> str | dict | list | ToolResult | None`.
     pub func: Py<PyAny>,
+    /// Whether a call waits for the user's confirmation.
+    pub requires_approval: bool,
 }
 
 impl PyTool {
@@ -104,6 +106,11 @@ fn output_of(result: Py<PyAny>) -> PyResult<ToolOutput> {
         if let Ok(text) = value.extract::<String>() {
             return Ok(ToolOutput::text(text));
         }
+        // `chatkit_engine.ToolResult`: output, widget and effects in the
+        // envelope both bindings share.
+        if let Ok(envelope) = value.call_method0("_chatkit_envelope") {
+            return Ok(ToolOutput::from_envelope(convert::from_python(&envelope)?));
+        }
         Ok(ToolOutput::json(convert::from_python(value)?, false))
     })
 }
@@ -120,6 +127,10 @@ impl Tool for PyTool {
 
     fn parameters(&self) -> Value {
         self.parameters.clone()
+    }
+
+    fn requires_approval(&self) -> bool {
+        self.requires_approval
     }
 
     async fn call(
@@ -159,6 +170,7 @@ mod tests {
             parameters: json!({"type": "object", "properties": {}}),
             // Never called: the tool stops before it touches Python.
             func: Python::attach(|py| py.None()),
+            requires_approval: false,
         }
     }
 

@@ -763,6 +763,8 @@ async fn run(path: &str) -> Result<()> {
     )
     .await?;
 
+    todo_widgets(&mut dump).await?;
+
     let mut file = std::fs::File::create(path)
         .map_err(|e| Error::Internal(format!("cannot create {path}: {e}")))?;
     for line in &dump.out {
@@ -771,6 +773,82 @@ async fn run(path: &str) -> Result<()> {
     }
     println!("wrote {} lines to {path}", dump.out.len());
     Ok(())
+}
+
+/// The to-do assistant's widgets, actions and client effects (every widget
+/// component it uses), with the offline model.
+async fn todo_widgets(dump: &mut Dump) -> Result<()> {
+    let config = chatkit_engine::EngineConfig {
+        database_url: "sqlite::memory:".into(),
+        ..chatkit_engine::EngineConfig::default()
+    };
+    let app = chatkit_engine::todo::App::from_config(config).await?;
+    dump.engine = app.engine;
+    let created = dump
+        .stream(
+            "task card and tasks_changed effect",
+            create("add a high priority task to buy milk due 2030-01-02"),
+        )
+        .await?;
+    let thread_id = id_of(&created[0], "thread");
+    dump.stream(
+        "second task",
+        add_text(&thread_id, "add a task to call mom"),
+    )
+    .await?;
+    let listed = dump
+        .stream("task list widget", add_text(&thread_id, "show my tasks"))
+        .await?;
+    let list = listed
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "widget")
+        .map(|e| e["item"].clone())
+        .ok_or_else(|| Error::Internal("no task list widget".into()))?;
+    let list_id = list["id"].as_str().unwrap_or_default().to_owned();
+    let first = list["widget"]["children"][0]["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let act = |kind: &str, task: &str| json!({"type":"threads.custom_action","params":{"thread_id":thread_id,"item_id":list_id,"action":{"type":kind,"payload":{"task_id":task}}}});
+    dump.stream("task toggle action", act("tasks.toggle", &first))
+        .await?;
+    let mut ask = act("tasks.delete", &first);
+    ask["type"] = json!("threads.sync_custom_action");
+    dump.json(
+        "task delete asked in place",
+        "SyncCustomActionResponse",
+        ask,
+    )
+    .await?;
+    dump.stream("task delete confirmed", act("tasks.delete_confirm", &first))
+        .await?;
+    dump.stream(
+        "task stats card",
+        add_text(&thread_id, "how many tasks do I have?"),
+    )
+    .await?;
+    // A delete by chat waits on a confirmation card; Confirm resumes the run.
+    let asked = dump
+        .stream(
+            "task delete confirmation card",
+            add_text(&thread_id, "delete buy milk"),
+        )
+        .await?;
+    let card = asked
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["widget"]["confirm"].is_object())
+        .map(|e| e["item"].clone())
+        .ok_or_else(|| Error::Internal("no confirmation card".into()))?;
+    dump.stream(
+        "task delete confirmed by card",
+        json!({"type":"threads.custom_action","params":{"thread_id":thread_id,"item_id":card["id"],"action":card["widget"]["confirm"]["action"]}}),
+    )
+    .await?;
+    Ok(())
+}
+
+fn add_text(thread_id: &str, text: &str) -> Value {
+    json!({"type":"threads.add_user_message","params":{"thread_id":thread_id,"input":{"content":[{"type":"input_text","text":text}],"attachments":[],"inference_options":{}}}})
 }
 
 #[tokio::main(flavor = "current_thread")]

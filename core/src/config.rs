@@ -86,6 +86,9 @@ pub struct EngineConfig {
     pub history_items: usize,
     /// Seconds one tool call may take (env `TOOL_TIMEOUT_SECS`).
     pub tool_timeout_secs: u64,
+    /// Seconds a confirmation before a tool call (a paused run) can be
+    /// answered (env `APPROVAL_TTL_SECS`; default 900).
+    pub approval_ttl_secs: u64,
 
     /// Largest accepted request body, in bytes (env `MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
@@ -131,6 +134,7 @@ impl Default for EngineConfig {
             max_turns: 10,
             history_items: 30,
             tool_timeout_secs: 30,
+            approval_ttl_secs: 900,
             max_body_bytes: 1024 * 1024,
             max_text_chars: 16_000,
             max_content_parts: 32,
@@ -293,6 +297,9 @@ impl EngineConfig {
         }
         if let Some(v) = number("TURN_LEASE_SECS")? {
             self.turn_lease_secs = v;
+        }
+        if let Some(v) = number("APPROVAL_TTL_SECS")? {
+            self.approval_ttl_secs = v;
         }
         if let Some(v) = number("MAX_BODY_BYTES")? {
             self.max_body_bytes = v as usize;

@@ -78,6 +78,23 @@ fn answer(events: &[Value]) -> String {
         .unwrap_or_default()
 }
 
+/// Clicks Confirm on the confirmation card of `asked`.
+async fn confirm(
+    engine: &ChatEngine,
+    user: &str,
+    thread_id: &str,
+    asked: &[Value],
+) -> Vec<chatkit_engine::protocol::ThreadStreamEvent> {
+    let card = asked
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["widget"]["confirm"].is_object())
+        .expect("a confirmation card");
+    let body = json!({"type": "threads.custom_action", "params": {
+        "thread_id": thread_id, "item_id": card["item"]["id"],
+        "action": card["item"]["widget"]["confirm"]["action"]}});
+    call_stream(engine, user, body).await
+}
+
 fn workflow_titles(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -169,8 +186,15 @@ async fn a_conversation_creates_lists_completes_and_deletes_across_turns(backend
         "a lookup, then the toggle"
     );
 
+    // A delete waits for the user's confirmation, then the run goes on.
+    let asked = wire(&call_stream(&f.engine, "alice", say("delete call mom")).await);
+    assert_eq!(
+        titles(&f.tasks, "alice").await.len(),
+        2,
+        "not before Confirm"
+    );
     let deleted = answer(&wire(
-        &call_stream(&f.engine, "alice", say("delete call mom")).await,
+        &confirm(&f.engine, "alice", &thread_id, &asked).await,
     ));
     assert!(deleted.contains("Deleted"), "{deleted}");
     assert_eq!(
@@ -197,6 +221,7 @@ async fn a_conversation_creates_lists_completes_and_deletes_across_turns(backend
         .filter(|i| i["type"] == "assistant_message")
         .count();
     assert_eq!((users, answers), (6, 6));
+    assert!(stored.iter().any(|i| i["type"] == "widget"));
     assert!(stored.iter().any(|i| i["type"] == "workflow"));
 }
 

@@ -1134,6 +1134,21 @@ impl chatkit_engine::store::Store for LandsLate {
     async fn delete_attachment(&self, attachment_id: &str, ctx: &RequestContext) -> Result<()> {
         self.inner.delete_attachment(attachment_id, ctx).await
     }
+    async fn save_approval(
+        &self,
+        approval: &chatkit_engine::store::PendingApproval,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.inner.save_approval(approval, ctx).await
+    }
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: chatkit_engine::store::ApprovalDecision,
+        ctx: &RequestContext,
+    ) -> Result<Option<chatkit_engine::store::PendingApproval>> {
+        self.inner.decide_approval(id, decision, ctx).await
+    }
     async fn add_feedback(
         &self,
         thread_id: &str,

@@ -445,15 +445,17 @@ fn check_thread(
             .map_or(items.len(), |n| at + 1 + n);
         let answer = &items[at + 1..end];
         let shape = kinds(answer);
-        // Tool workflows first, then the answer and/or the marker.
+        // Tool workflows (and the widget of their result) first, then the
+        // answer and/or the marker.
+        let tool_side =
+            |item: &ThreadItem| matches!(item.kind, ItemKind::Workflow(_) | ItemKind::Widget(_));
         let first_other = answer
             .iter()
-            .position(|item| !matches!(item.kind, ItemKind::Workflow(_)))
+            .position(|item| !tool_side(item))
             .unwrap_or(answer.len());
         let rest = &answer[first_other..];
         assert!(
-            rest.iter()
-                .all(|item| !matches!(item.kind, ItemKind::Workflow(_))),
+            rest.iter().all(|item| !tool_side(item)),
             "{label}: workflows come before the answer: {shape:?}"
         );
         match rest {

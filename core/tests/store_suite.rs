@@ -15,7 +15,9 @@ use chatkit_engine::protocol::{
     self, Attachment, FeedbackKind, IdKind, Order, Page, ThreadItem, ThreadMetadata, ThreadStatus,
     Timestamp, new_id,
 };
-use chatkit_engine::store::{self, MAX_PAGE_SIZE, SqliteStore, Store};
+use chatkit_engine::store::{
+    self, ApprovalDecision, MAX_PAGE_SIZE, PendingApproval, SqliteStore, Store,
+};
 use chatkit_engine::{Error, RequestContext};
 use db::{Backend, TestDb};
 use serde::Serialize;
@@ -79,6 +81,8 @@ suite! {
         feedback_is_isolated_per_user,
         payloads_round_trip_byte_for_byte,
         concurrent_writes_all_land,
+        approvals_are_answered_once_by_their_user_only,
+        concurrent_answers_to_one_approval_decide_it_once,
     ],
     db: [
         migrations_apply_twice,
@@ -1240,9 +1244,10 @@ async fn migrations_apply_twice(db: &TestDb) {
             .len(),
         2
     );
+    // Each migration recorded once.
     assert_eq!(
         db.scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations").await,
-        2
+        migration_count()
     );
 }
 
@@ -1405,13 +1410,13 @@ async fn replicas_migrating_at_once_apply_each_migration_exactly_once(db: &TestD
     applied.sort_unstable();
     assert_eq!(
         applied,
-        [1, 2],
+        (1..=migration_count()).collect::<Vec<_>>(),
         "each migration applied by exactly one replica"
     );
     assert_eq!(
         db.scalar_i64("SELECT COUNT(*) FROM chatkit._sqlx_migrations WHERE success")
             .await,
-        2
+        migration_count()
     );
     // Every replica's store works on the result.
     db.open().await.ping().await.unwrap();
@@ -1441,6 +1446,12 @@ async fn a_transaction_pooler_without_a_direct_url_refuses_pending_migrations(db
         store.load_thread(&thread.id, &alice()).await.unwrap().id,
         thread.id
     );
+}
+
+/// How many migrations the engine ships (the same on both backends).
+fn migration_count() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    std::fs::read_dir(dir).unwrap().count() as i64
 }
 
 async fn open_accepts_the_backend_url(db: &TestDb) {
@@ -1615,4 +1626,81 @@ fn test_database_urls_keep_credentials_and_options() {
         db::with_database("postgres://host", "x"),
         "postgres://host/x"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Pending approvals.
+
+fn approval(thread_id: &str, id: &str) -> PendingApproval {
+    PendingApproval {
+        id: id.to_owned(),
+        thread_id: thread_id.to_owned(),
+        item_id: "msg_card".to_owned(),
+        payload: json!({"prompt": "Delete “x”?", "run": {"agent": "A", "n": [1, 2.5, null]}}),
+        created_at: at(0),
+        expires_at: at(600),
+    }
+}
+
+async fn approvals_are_answered_once_by_their_user_only(store: &dyn Store) {
+    let thread = thread_of(store, &alice()).await;
+    let pending = approval(&thread.id, "apr_1");
+    // Only the thread's owner can store one.
+    assert_not_found(store.save_approval(&pending, &bob()).await);
+    store.save_approval(&pending, &alice()).await.unwrap();
+    // Bob cannot answer it (nor learn it exists).
+    assert_eq!(
+        store
+            .decide_approval("apr_1", ApprovalDecision::Approved, &bob())
+            .await
+            .unwrap(),
+        None
+    );
+    let decided = store
+        .decide_approval("apr_1", ApprovalDecision::Declined, &alice())
+        .await
+        .unwrap()
+        .expect("the first answer decides it");
+    assert_eq!(decided, pending, "the payload round-trips with its times");
+    // A second answer, either way, decides nothing.
+    for decision in [ApprovalDecision::Approved, ApprovalDecision::Declined] {
+        assert_eq!(
+            store
+                .decide_approval("apr_1", decision, &alice())
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store
+            .decide_approval("apr_unknown", ApprovalDecision::Approved, &alice())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn concurrent_answers_to_one_approval_decide_it_once(store: &dyn Store) {
+    let thread = thread_of(store, &alice()).await;
+    store
+        .save_approval(&approval(&thread.id, "apr_race"), &alice())
+        .await
+        .unwrap();
+    let ctx = alice();
+    let answers = futures::future::join_all((0..8).map(|i| {
+        let decision = if i % 2 == 0 {
+            ApprovalDecision::Approved
+        } else {
+            ApprovalDecision::Declined
+        };
+        store.decide_approval("apr_race", decision, &ctx)
+    }))
+    .await;
+    let won = answers
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(won, 1);
 }

@@ -5,7 +5,9 @@
 # playwright-core (tests/browser/package-lock.json), starts serve on a free
 # loopback port with a temporary SQLite file in development identity mode
 # (slowed stream, so the stop button can be pressed mid-answer), runs
-# `node --test` in tests/browser, and stops serve. Screenshots of the page
+# `node --test` in tests/browser (which reads the SQLite file, CHATKIT_DB,
+# with python3's sqlite3 to compare the page with the database), and stops
+# serve. Screenshots of the page
 # are left in $CARGO_TARGET_DIR/browser-screenshots.
 
 cargo build "${CARGO_LOCKED[@]}" -q -p chatkit-engine-examples --bin serve
@@ -63,7 +65,7 @@ if [[ -z "$SERVE_URL" ]]; then
 fi
 echo "serve is up at $SERVE_URL"
 
-SERVE_URL="$SERVE_URL" SCREENSHOT_DIR="$CARGO_TARGET_DIR/browser-screenshots" node --test || {
+SERVE_URL="$SERVE_URL" CHATKIT_DB="$BROWSER_TMP/chatkit.db" SCREENSHOT_DIR="$CARGO_TARGET_DIR/browser-screenshots" node --test || {
   echo "--- serve log ---" >&2
   cat "$SERVE_LOG" >&2
   exit 1

@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
 
 const BASE = process.env.SERVE_URL;
 const SHOTS = process.env.SCREENSHOT_DIR;
@@ -176,4 +177,136 @@ test("offers a retry after a failed request, and the retry answers", async () =>
   await page.waitForSelector(".msg.assistant >> text=/call mom/i");
   assert.equal(await page.locator(".banner-error").count(), 0);
   await page.unroute("**/chatkit");
+});
+
+/** Every item of the message pane: its rendered height and the height its content needs. */
+async function itemHeights() {
+  return page.$$eval(".messages > .msg, .messages > .workflow", (els) =>
+    els.map((el) => ({
+      kind: el.className,
+      text: el.textContent.trim().slice(0, 40),
+      height: el.getBoundingClientRect().height,
+      needed: el.scrollHeight,
+    })),
+  );
+}
+
+function assertReadable(items) {
+  assert.ok(items.some((i) => i.kind.startsWith("workflow")), "the conversation shows tool activity");
+  for (const item of items) {
+    // A line of text is at least 16 px; a squeezed item is a few px tall and clips its content.
+    assert.ok(item.height >= 16, `${item.kind} "${item.text}" is ${item.height}px tall`);
+    assert.ok(
+      item.height + 1 >= item.needed,
+      `${item.kind} "${item.text}" is ${item.height}px tall but its content needs ${item.needed}px`,
+    );
+  }
+}
+
+test("every item stays readable in a conversation taller than the pane", async () => {
+  await page.click("#new-chat");
+  const chores = ["water the plants", "pay the rent", "book a dentist", "fix the bike", "call the bank", "buy bread"];
+  for (const chore of chores) {
+    await sendMessage(`add a task to ${chore}`);
+    await page.waitForSelector(`.msg.user >> text=add a task to ${chore}`);
+    await waitIdle();
+  }
+  const pane = await page.$eval(".messages", (el) => ({ scroll: el.scrollHeight, client: el.clientHeight }));
+  assert.ok(pane.scroll > pane.client, `the conversation (${pane.scroll}px) is taller than the pane (${pane.client}px)`);
+  assert.equal(await page.locator(".workflow").count(), chores.length);
+  assertReadable(await itemHeights());
+  await shot("06-long-conversation");
+
+  // The same after a reload, when the page renders the stored items in one go.
+  await page.reload();
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForSelector(`.msg.user >> text=add a task to ${chores[chores.length - 1]}`);
+  assert.equal(await page.locator(".workflow").count(), chores.length);
+  assertReadable(await itemHeights());
+});
+
+/** The user's tasks as the database has them: title -> completed. */
+function tasksInDatabase() {
+  assert.ok(process.env.CHATKIT_DB, "set CHATKIT_DB to serve's SQLite file");
+  const script = [
+    "import json, sqlite3, sys",
+    "db = sqlite3.connect(sys.argv[1])",
+    "rows = db.execute('SELECT title, completed FROM tasks WHERE \"userId\" = ? ORDER BY title', (sys.argv[2],))",
+    "print(json.dumps({t: bool(c) for t, c in rows}))",
+  ].join("\n");
+  return JSON.parse(execFileSync("python3", ["-c", script, process.env.CHATKIT_DB, USER], { encoding: "utf8" }));
+}
+
+/** The task list widget's rows as the page shows them: title -> done. */
+async function tasksInWidget(list) {
+  const rows = list.locator(".w-ListViewItem");
+  const shown = {};
+  for (const row of await rows.all()) {
+    const title = row.locator(".w-Text").first();
+    shown[(await title.textContent()).trim()] = await title.evaluate((el) => el.classList.contains("w-done"));
+  }
+  return shown;
+}
+
+test("acts on tasks from their widgets, confirms a delete, and the database agrees", async () => {
+  await page.click("#new-chat");
+  await sendMessage("show my tasks");
+  await waitIdle();
+  const list = page.locator(".widget .w-ListView").last();
+  await list.waitFor();
+  assert.deepEqual(await tasksInWidget(list), tasksInDatabase());
+  await shot("07-task-list");
+
+  // Toggle one from the widget: its row is redrawn in place, with no answer.
+  const answersBefore = await page.locator(".msg.assistant").count();
+  const row = list.locator(".w-ListViewItem", { hasText: "water the plants" });
+  await row.locator("button", { hasText: "Done" }).click();
+  await row.locator(".w-Text.w-done").waitFor();
+  await row.locator("button", { hasText: "Undo" }).waitFor();
+  await waitIdle();
+  assert.equal(await page.locator(".msg.assistant").count(), answersBefore, "no model answer");
+  assert.equal(tasksInDatabase()["water the plants"], true);
+
+  // Delete one through the confirmation card.
+  await sendMessage("delete pay the rent");
+  await waitIdle();
+  const card = page.locator(".widget .w-Card", { hasText: "Delete the task “pay the rent”?" });
+  await card.waitFor();
+  assert.equal(tasksInDatabase()["pay the rent"], false, "nothing is deleted before Confirm");
+  await shot("08-confirm");
+  await card.locator(".w-footer button", { hasText: "Confirm" }).click();
+  await card.locator(".w-Caption", { hasText: "Confirmed" }).waitFor();
+  await waitIdle();
+  await page.waitForSelector(".msg.assistant >> text=/Deleted/");
+  assert.equal(await card.locator(".w-footer").count(), 0, "an answered card offers nothing");
+  assert.equal("pay the rent" in tasksInDatabase(), false);
+
+  // Cancel another delete: the model is told, the task stays.
+  await sendMessage("delete fix the bike");
+  await waitIdle();
+  const other = page.locator(".widget .w-Card", { hasText: "Delete the task “fix the bike”?" });
+  await other.locator(".w-footer button", { hasText: "Cancel" }).click();
+  await other.locator(".w-Caption", { hasText: "Cancelled" }).waitFor();
+  await waitIdle();
+  await page.waitForSelector(".msg.assistant >> text=/nothing was deleted/");
+  assert.equal(tasksInDatabase()["fix the bike"], false);
+  await shot("09-cancelled");
+
+  // After a reload the page shows what the database has.
+  await page.reload();
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForSelector(".msg.user >> text=delete fix the bike");
+  const reloaded = page.locator(".widget .w-ListView").first();
+  const inDb = tasksInDatabase();
+  const shownAfter = await tasksInWidget(reloaded);
+  assert.equal(shownAfter["water the plants"], true, "the toggled row stays toggled");
+  assert.equal(inDb["water the plants"], true);
+  assert.equal(await page.locator(".w-Caption", { hasText: "Confirmed" }).count(), 1);
+  assert.equal(await page.locator(".w-Caption", { hasText: "Cancelled" }).count(), 1);
+  assert.equal(await page.locator(".w-footer").count(), 0);
+  // A fresh list shows exactly the database's tasks.
+  await sendMessage("show my tasks");
+  await waitIdle();
+  assert.deepEqual(await tasksInWidget(page.locator(".widget .w-ListView").last()), tasksInDatabase());
+  await shot("10-after-reload");
 });

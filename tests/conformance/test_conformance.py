@@ -442,3 +442,110 @@ def test_the_busy_thread_error_carries_its_documented_reason(records: tuple[Reco
         assert (event.code, event.allow_retry) == ("custom", True), record.label
         assert event.message, record.label
         assert list(doc) == ["type", "code", "message", "allow_retry", "reason"], record.label
+
+
+# --------------------------------------------------------------------------------------------
+# widgets: every component checked against chatkit's strict widget models
+
+from chatkit import widgets as ckw  # noqa: E402
+from chatkit.actions import ActionConfig  # noqa: E402
+
+#: The component types the to-do assistant's widgets use; each must appear in the dump.
+TASK_WIDGET_COMPONENTS = {
+    "Card", "ListView", "ListViewItem", "Row", "Col", "Text", "Title", "Caption", "Badge",
+    "Button", "Icon", "Divider", "Spacer",
+}
+
+
+def strict_class(kind: str) -> type[BaseModel]:
+    """The strict chatkit model of a component type (every member of the strict unions)."""
+    members = union_members(ckw.StrictWidgetComponent) + union_members(ckw.StrictWidgetRoot)
+    for cls in members:
+        if type_tag(cls) == kind:
+            return cls
+    raise AssertionError(f"{kind} is not a strict chatkit widget component")
+
+
+def widget_roots(records: tuple[Record, ...]) -> list[tuple[str, Any]]:
+    """Every widget root the engine sent: widget items, root updates, sync action results."""
+    roots: list[tuple[str, Any]] = []
+    for record in records:
+        if record.schema not in ("ThreadStreamEvent", "SyncCustomActionResponse", "Page[ThreadItem]"):
+            continue
+        for path, value in walk(json.loads(record.json)):
+            if path.endswith(".widget") and isinstance(value, dict) and "type" in value:
+                roots.append((f"{record.label} {path}", value))
+    return roots
+
+
+def components_of(node: Any) -> Iterator[dict]:
+    if isinstance(node, dict) and "type" in node:
+        yield node
+        for child in node.get("children") or []:
+            yield from components_of(child)
+
+
+def action_configs(node: dict) -> Iterator[Any]:
+    for key, value in node.items():
+        if key.startswith("on") and key.endswith("Action"):
+            yield value
+
+
+def test_every_task_widget_component_is_a_strict_chatkit_component(records: tuple[Record, ...]) -> None:
+    """Each component the engine sends validates against its strict chatkit model, uses only that
+    model's fields, and serializes back to the same bytes; each action is a full ActionConfig."""
+    seen: set[str] = set()
+    roots = [(label, root) for label, root in widget_roots(records) if "tasks." in json.dumps(root) or root.get("type") == "Card"]
+    assert roots, "the dump holds the to-do assistant's widgets"
+    for label, root in roots:
+        for node in components_of(root):
+            kind = node["type"]
+            if kind == "Basic":
+                continue
+            cls = strict_class(kind)
+            fields = {f.alias or name for name, f in cls.model_fields.items()}
+            unknown = set(node) - fields
+            assert not unknown, f"{label}: {kind} has fields chatkit does not define: {unknown}"
+            try:
+                model = cls.model_validate(node)
+            except ValidationError as exc:
+                raise AssertionError(f"{label}: {kind} is not a valid chatkit {kind}: {exc}") from exc
+            if kind not in ("Card", "ListView", "ListViewItem", "Row", "Col", "Box"):
+                # Leaf components: byte-equal to chatkit's own serialization.
+                ours = json.dumps(node, separators=(",", ":"), ensure_ascii=False)
+                sdk = model.model_dump_json(exclude_none=True)
+                assert ours == sdk, f"{label}: {kind}\n{readable_diff(ours, sdk)}"
+            for config in action_configs(node):
+                full = ActionConfig.model_validate(config).model_dump(exclude_none=True)
+                assert config == full, f"{label}: {kind} action {config} is not a full ActionConfig {full}"
+                assert list(config) == list(full), f"{label}: action key order {list(config)}"
+            seen.add(kind)
+    missing = TASK_WIDGET_COMPONENTS - seen
+    assert not missing, f"component types never dumped: {sorted(missing)}"
+
+
+def test_confirmation_cards_use_chatkits_card_actions(records: tuple[Record, ...]) -> None:
+    """The confirmation card's confirm / cancel are chatkit CardActions with full ActionConfigs."""
+    cards = [root for _, root in widget_roots(records) if "confirm" in root]
+    assert cards, "the dump holds a confirmation card"
+    for card in cards:
+        model = ckw.Card.model_validate(card)
+        for which in ("confirm", "cancel"):
+            spec = card[which]
+            assert set(spec) == {"label", "action"}
+            full = ActionConfig.model_validate(spec["action"]).model_dump(exclude_none=True)
+            assert spec["action"] == full and list(spec["action"]) == list(full)
+        assert model.confirm is not None and model.cancel is not None
+
+
+def test_task_changes_reach_the_page_as_client_effects(records: tuple[Record, ...]) -> None:
+    effects = [
+        json.loads(r.json)
+        for r in records
+        if r.schema == "ThreadStreamEvent" and json.loads(r.json).get("type") == "client_effect"
+        and r.case.startswith("task")
+    ]
+    assert effects, "the to-do assistant sends client effects"
+    for effect in effects:
+        assert effect["name"] == "tasks_changed"
+        assert effect["data"]["task_ids"] and all(isinstance(i, str) for i in effect["data"]["task_ids"])

@@ -33,6 +33,7 @@ from typing import (
     Dict,
     Mapping,
     Optional,
+    Sequence,
     TypeVar,
     Union,
     overload,
@@ -69,6 +70,7 @@ __all__ = [
     "RequestContext",
     "ToolContext",
     "ToolFunction",
+    "ToolResult",
     "AuthError",
     "ChatKitError",
     "ConfigError",
@@ -99,6 +101,44 @@ ToolFunction = Callable[[ToolContext, Dict[str, Any]], Awaitable[Any]]
 F = TypeVar("F", bound=ToolFunction)
 
 _EMPTY_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
+
+
+class ToolResult:
+    """What a tool returns when it wants more than a value for the model.
+
+    ``output`` is what the model sees (a ``str`` as is, anything else as
+    JSON). ``widget`` is a ChatKit widget root (a ``Card``, ``ListView`` or
+    ``Basic`` dict) shown to the user after the tool activity; ``effects``
+    are ``{"name": ..., "data": {...}}`` dicts sent as ``client_effect``
+    events (ChatKit React's ``onEffect``). A widget that is not a root fails
+    the call with a message saying so.
+    """
+
+    __slots__ = ("output", "widget", "effects")
+
+    def __init__(
+        self,
+        output: Any,
+        widget: Optional[Mapping[str, Any]] = None,
+        effects: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        self.output = output
+        self.widget = widget
+        self.effects = effects
+
+    def _chatkit_envelope(self) -> Dict[str, Any]:
+        """The envelope the engine reads (shared with the Node binding)."""
+        envelope: Dict[str, Any] = {"ok": True}
+        if isinstance(self.output, str):
+            envelope["text"] = self.output
+        elif self.output is None:
+            envelope["text"] = ""
+        else:
+            envelope["json"] = self.output
+        if self.widget is not None:
+            envelope["widget"] = dict(self.widget)
+        envelope["effects"] = [dict(effect) for effect in self.effects]
+        return envelope
 
 
 class ChatEngine:
@@ -144,6 +184,7 @@ class ChatEngine:
         name: Optional[str] = None,
         description: Optional[str] = None,
         parameters: Optional[Mapping[str, Any]] = None,
+        requires_approval: bool = False,
     ) -> None:
         """Registers ``async def func(ctx, args)`` as a tool of both agents.
 
@@ -153,9 +194,12 @@ class ChatEngine:
         the turn, with that request's ``contextvars``; ``ctx`` carries the
         verified caller (never trust a user id in ``args``). Return a
         ``str`` (the model sees it as is), or a ``dict``/``list`` (sent as
-        JSON); an exception is reported to the model as an error. A tool
-        named like a built-in task tool replaces it. Register tools before
-        the first request.
+        JSON), or a :class:`ToolResult` to also show a widget and send
+        client effects; an exception is reported to the model as an error.
+        With ``requires_approval`` the run pauses on a Confirm / Cancel card
+        and the tool runs only after Confirm (Cancel tells the model the
+        user declined). A tool named like a built-in task tool replaces it.
+        Register tools before the first request.
         """
         if not inspect.iscoroutinefunction(func):
             raise TypeError(f"{func!r} is not an async function (define it with `async def`)")
@@ -164,7 +208,7 @@ class ChatEngine:
             raise ValueError("the tool needs a name")
         text = description if description is not None else inspect.getdoc(func) or ""
         schema = dict(parameters) if parameters is not None else dict(_EMPTY_SCHEMA)
-        self._native.add_tool(func, tool_name, text, json.dumps(schema))
+        self._native.add_tool(func, tool_name, text, json.dumps(schema), bool(requires_approval))
 
     @overload
     def tool(self, func: F, /) -> F: ...
@@ -178,6 +222,7 @@ class ChatEngine:
         name: Optional[str] = None,
         description: Optional[str] = None,
         parameters: Optional[Mapping[str, Any]] = None,
+        requires_approval: bool = False,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -188,12 +233,19 @@ class ChatEngine:
         name: Optional[str] = None,
         description: Optional[str] = None,
         parameters: Optional[Mapping[str, Any]] = None,
+        requires_approval: bool = False,
     ) -> Union[F, Callable[[F], F]]:
         """Decorator form of :meth:`add_tool`: ``@engine.tool`` or
         ``@engine.tool(name=..., parameters={...})``."""
 
         def register(f: F) -> F:
-            self.add_tool(f, name=name, description=description, parameters=parameters)
+            self.add_tool(
+                f,
+                name=name,
+                description=description,
+                parameters=parameters,
+                requires_approval=requires_approval,
+            )
             return f
 
         if func is not None:

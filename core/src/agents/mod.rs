@@ -24,4 +24,4 @@ mod agent;
 mod runner;
 
 pub use agent::{Agent, Instructions, InstructionsFn};
-pub use runner::{RunConfig, RunEvent, RunStream, Runner};
+pub use runner::{DECLINED_OUTPUT, PausedRun, RunConfig, RunEvent, RunStream, Runner};

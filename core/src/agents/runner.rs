@@ -97,6 +97,16 @@ pub enum RunEvent {
         /// The agent taking over.
         to: String,
     },
+    /// A tool that needs the user's confirmation was called: the run ends
+    /// here, paused; [`Runner::resume`] with `paused` continues it.
+    ApprovalRequired {
+        /// The call waiting for the user.
+        call: ToolCall,
+        /// What the confirmation asks ([`crate::tools::Tool::approval_prompt`]).
+        prompt: String,
+        /// Everything needed to resume the run.
+        paused: PausedRun,
+    },
     /// The run finished with a final answer.
     Completed {
         /// The final text.
@@ -107,6 +117,27 @@ pub enum RunEvent {
         usage: Usage,
     },
 }
+
+/// A run paused on a tool call that waits for the user's confirmation:
+/// serializable, so it can be stored and resumed by another process.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PausedRun {
+    /// The agent whose call waits.
+    pub agent: String,
+    /// The conversation so far: it ends with the model's response that made
+    /// the call, and the outputs of that response's other calls.
+    pub items: Vec<ChatMessage>,
+    /// The call waiting for the user.
+    pub call: ToolCall,
+    /// Model calls made so far (they count against the turn budget).
+    pub turn: usize,
+    /// Tokens used so far.
+    pub usage: Usage,
+}
+
+/// The output the model sees for a call the user declined.
+pub const DECLINED_OUTPUT: &str =
+    "The user declined this action, so it was not carried out. Tell the user it was not done.";
 
 /// Runs agents.
 #[derive(Clone, Debug)]
@@ -153,6 +184,45 @@ impl Runner {
             after_turn: AtomicBool::new(false),
         }
     }
+
+    /// Continues a paused run of `agent` (the agent named in `paused`)
+    /// after the user answered: `approved` runs the waiting call, otherwise
+    /// the model is told the user declined ([`DECLINED_OUTPUT`]). The run
+    /// then goes on as if it had never paused.
+    pub fn resume(
+        &self,
+        agent: Arc<Agent>,
+        paused: PausedRun,
+        approved: bool,
+        ctx: RequestContext,
+    ) -> RunStream {
+        let mut run = Run {
+            config: self.config.clone(),
+            agent,
+            items: paused.items,
+            ctx,
+            usage: paused.usage,
+            used_tools: true,
+            turn: paused.turn,
+            step: Step::Done,
+        };
+        let decision = Decision {
+            call_id: paused.call.id.clone(),
+            approved,
+        };
+        run.step = Step::Tools(Box::new(run.tools(vec![paused.call], Some(decision))));
+        let span = tracing::info_span!("agent.run", resumed = true, approved);
+        RunStream {
+            state: Mutex::new(State::Running(Box::new(run), span)),
+            after_turn: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The user's answer to a paused call.
+struct Decision {
+    call_id: String,
+    approved: bool,
 }
 
 /// The events of a run, which advances only while this stream is polled.
@@ -357,8 +427,11 @@ impl Run {
                     None => {
                         if let Step::Tools(tools) =
                             std::mem::replace(&mut self.step, Step::CallModel)
+                            && let Some(event) = self.record_outputs(*tools)
                         {
-                            self.record_outputs(*tools);
+                            // Paused: the run ends here.
+                            self.step = Step::Done;
+                            return Poll::Ready(Some(Ok(event)));
                         }
                         continue;
                     }
@@ -437,7 +510,7 @@ impl Run {
         });
         if has_tool_calls {
             self.used_tools = true;
-            self.step = Step::Tools(Box::new(self.tools(response.tool_calls)));
+            self.step = Step::Tools(Box::new(self.tools(response.tool_calls, None)));
         } else {
             self.step = Step::Complete(response.text.clone());
         }
@@ -448,8 +521,10 @@ impl Run {
     }
 
     /// Sorts the calls of one response into handoffs (the first one is
-    /// taken) and function calls, which run concurrently once polled.
-    fn tools(&self, calls: Vec<ToolCall>) -> Tools {
+    /// taken) and function calls, which run concurrently once polled. A
+    /// call that needs approval is not run: the first one pauses the run
+    /// (unless `decision` answers it), later ones are told to wait.
+    fn tools(&self, calls: Vec<ToolCall>, decision: Option<Decision>) -> Tools {
         let mut handoff: Option<Arc<Agent>> = None;
         let mut outputs: Vec<Option<String>> = vec![None; calls.len()];
         let mut function_calls = Vec::new();
@@ -477,8 +552,28 @@ impl Run {
         let agent = Arc::clone(&self.agent);
         let request = self.ctx.clone();
         let timeout = self.config.tool_timeout;
-        let finished = futures::stream::iter(function_calls)
-            .map(move |(index, call)| {
+        let mut asked = false;
+        let plans: Vec<(usize, ToolCall, Plan)> = function_calls
+            .into_iter()
+            .map(|(index, call)| {
+                let plan = match &decision {
+                    Some(d) if d.call_id == call.id && d.approved => Plan::Run,
+                    Some(d) if d.call_id == call.id => Plan::Declined,
+                    _ if agent.tool_set().needs_approval(&call.name) => {
+                        if asked {
+                            Plan::Wait
+                        } else {
+                            asked = true;
+                            Plan::Ask
+                        }
+                    }
+                    _ => Plan::Run,
+                };
+                (index, call, plan)
+            })
+            .collect();
+        let finished = futures::stream::iter(plans)
+            .map(move |(index, call, plan)| {
                 let tool = agent.tool_set().get(&call.name).cloned();
                 let ctx = ToolContext {
                     request: request.clone(),
@@ -486,8 +581,25 @@ impl Run {
                 };
                 async move {
                     let started = Instant::now();
-                    let output = run_tool(tool, &call, &ctx, timeout).await;
-                    (index, call, output, started.elapsed())
+                    let prompt = match (&plan, &tool) {
+                        (Plan::Ask, Some(tool)) => {
+                            let arguments = serde_json::from_str(&call.arguments)
+                                .unwrap_or(serde_json::Value::Null);
+                            tool.approval_prompt(&arguments, &ctx).await
+                        }
+                        _ => None,
+                    };
+                    let outcome = match (plan, tool) {
+                        (Plan::Ask, _) if prompt.is_some() => {
+                            Outcome::Ask(prompt.unwrap_or_default())
+                        }
+                        (Plan::Wait, _) => Outcome::Ran(ToolOutput::error(
+                            "Not run: another action is waiting for the user's confirmation. Ask again after it.",
+                        )),
+                        (Plan::Declined, _) => Outcome::Ran(ToolOutput::text(DECLINED_OUTPUT)),
+                        (_, tool) => Outcome::Ran(run_tool(tool, &call, &ctx, timeout).await),
+                    };
+                    (index, call, outcome, started.elapsed())
                 }
             })
             .buffered(self.config.tool_concurrency.max(1))
@@ -498,21 +610,43 @@ impl Run {
             handoff,
             to_start: to_start.into_iter(),
             finished,
+            waiting: None,
         }
     }
 
     /// Adds every output of a response's calls to the conversation, in call
-    /// order, and takes its handoff.
-    fn record_outputs(&mut self, tools: Tools) {
+    /// order, and takes its handoff; or, when a call waits for the user,
+    /// pauses the run and returns the `ApprovalRequired` event.
+    fn record_outputs(&mut self, tools: Tools) -> Option<RunEvent> {
+        let waiting_id = tools.waiting.as_ref().map(|(call, _)| call.id.clone());
         for (call, output) in tools.calls.into_iter().zip(tools.outputs) {
+            if Some(&call.id) == waiting_id.as_ref() {
+                continue;
+            }
             self.items.push(ChatMessage::Tool {
                 tool_call_id: call.id,
                 content: output.unwrap_or_default(),
             });
         }
+        if let Some((call, prompt)) = tools.waiting {
+            tracing::info!(tool = %call.name, call_id = %call.id, "run paused for the user's confirmation");
+            let paused = PausedRun {
+                agent: self.agent.name().to_owned(),
+                items: std::mem::take(&mut self.items),
+                call: call.clone(),
+                turn: self.turn,
+                usage: self.usage,
+            };
+            return Some(RunEvent::ApprovalRequired {
+                call,
+                prompt,
+                paused,
+            });
+        }
         if let Some(next) = tools.handoff {
             self.step = Step::Handoff(next);
         }
+        None
     }
 }
 
@@ -528,8 +662,24 @@ struct Tools {
     handoff: Option<Arc<Agent>>,
     /// Function calls whose `ToolStarted` is still to be reported.
     to_start: std::vec::IntoIter<ToolCall>,
-    /// The function calls (index, call, output, duration), in call order.
-    finished: BoxStream<'static, (usize, ToolCall, ToolOutput, Duration)>,
+    /// The function calls (index, call, outcome, duration), in call order.
+    finished: BoxStream<'static, (usize, ToolCall, Outcome, Duration)>,
+    /// The call that waits for the user, with its prompt.
+    waiting: Option<(ToolCall, String)>,
+}
+
+/// What to do with one function call.
+enum Plan {
+    Run,
+    Ask,
+    Wait,
+    Declined,
+}
+
+/// What became of one function call.
+enum Outcome {
+    Ran(ToolOutput),
+    Ask(String),
 }
 
 impl Tools {
@@ -538,18 +688,24 @@ impl Tools {
         if let Some(call) = self.to_start.next() {
             return Poll::Ready(Some(RunEvent::ToolStarted { call }));
         }
-        Poll::Ready(ready!(self.finished.poll_next_unpin(cx)).map(
-            |(index, call, output, duration)| {
-                if let Some(slot) = self.outputs.get_mut(index) {
-                    *slot = Some(output.content.clone());
+        loop {
+            match ready!(self.finished.poll_next_unpin(cx)) {
+                None => return Poll::Ready(None),
+                Some((_, call, Outcome::Ask(prompt), _)) => {
+                    self.waiting = Some((call, prompt));
                 }
-                RunEvent::ToolFinished {
-                    call,
-                    output,
-                    duration,
+                Some((index, call, Outcome::Ran(output), duration)) => {
+                    if let Some(slot) = self.outputs.get_mut(index) {
+                        *slot = Some(output.content.clone());
+                    }
+                    return Poll::Ready(Some(RunEvent::ToolFinished {
+                        call,
+                        output,
+                        duration,
+                    }));
                 }
-            },
-        ))
+            }
+        }
     }
 }
 

@@ -28,6 +28,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
+pub mod actions;
 pub mod agent;
 mod attachments;
 mod json;
@@ -41,6 +42,7 @@ mod stream;
 mod turn;
 
 pub use crate::context::RequestContext;
+pub use actions::{ActionHandler, ActionHandlers, ActionOutcome};
 pub use agent::{AgentResponder, AgentRouter, ToolLabel, ToolLabels};
 pub use attachments::{AttachmentStore, UploadUrls};
 pub use limits::MAX_ID_CHARS;

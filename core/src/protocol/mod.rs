@@ -23,6 +23,7 @@ mod request;
 pub mod sse;
 mod thread;
 mod time;
+pub mod widget;
 mod workflow;
 
 pub use annotation::{Annotation, AnnotationTag, Source, SourceKind};

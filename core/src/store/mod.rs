@@ -42,6 +42,7 @@ use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{Attachment, FeedbackKind, Order, Page, ThreadItem, ThreadMetadata};
 use async_trait::async_trait;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,6 +154,21 @@ pub trait Store: Send + Sync + 'static {
         ctx: &RequestContext,
     ) -> Result<Option<FeedbackKind>>;
 
+    /// Stores a pending approval of one of the caller's threads.
+    /// `NotFound` if the thread is not theirs.
+    async fn save_approval(&self, approval: &PendingApproval, ctx: &RequestContext) -> Result<()>;
+
+    /// Answers the caller's pending approval `id`, exactly once: the first
+    /// call marks it `decision` and returns it (also when it has expired:
+    /// the caller checks [`PendingApproval::expires_at`]); a second call,
+    /// from any process, and another user's id return `None`.
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: ApprovalDecision,
+        ctx: &RequestContext,
+    ) -> Result<Option<PendingApproval>>;
+
     /// Checks that the database answers (for readiness probes).
     async fn ping(&self) -> Result<()>;
 
@@ -201,6 +217,42 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()> {
         let _ = (thread_id, owner, ctx);
         Ok(())
+    }
+}
+
+/// A run paused until the user confirms or cancels a tool call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingApproval {
+    /// Its id (in the confirmation widget's actions).
+    pub id: String,
+    /// The thread of the run.
+    pub thread_id: String,
+    /// The confirmation widget item.
+    pub item_id: String,
+    /// What resuming needs (the paused run), as JSON.
+    pub payload: Value,
+    /// When it was asked.
+    pub created_at: crate::protocol::Timestamp,
+    /// After this, an answer only says it expired.
+    pub expires_at: crate::protocol::Timestamp,
+}
+
+/// The user's answer to a pending approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalDecision {
+    /// Run the tool.
+    Approved,
+    /// Do not run it.
+    Declined,
+}
+
+impl ApprovalDecision {
+    /// `"approved"` or `"declined"` (the stored status).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalDecision::Approved => "approved",
+            ApprovalDecision::Declined => "declined",
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::pg_pool::{PgConnectionPool, PoolSettings};
 use super::pg_schema::{self, DEFAULT_SCHEMA, MigrationReport, quote_ident, validate_schema};
-use super::{DatabaseOptions, Store, clamp_limit};
+use super::{ApprovalDecision, DatabaseOptions, PendingApproval, Store, clamp_limit};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
@@ -511,6 +511,51 @@ impl Store for PostgresStore {
         kind.as_deref().map(feedback_kind).transpose()
     }
 
+    async fn save_approval(&self, approval: &PendingApproval, ctx: &RequestContext) -> Result<()> {
+        let done = sqlx::query(&self.sql.save_approval)
+            .bind(&approval.id)
+            .bind(&ctx.user_id)
+            .bind(&approval.thread_id)
+            .bind(&approval.item_id)
+            .bind(encode(&approval.payload)?)
+            .bind(approval.created_at.as_datetime())
+            .bind(approval.expires_at.as_datetime())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("thread", approval.thread_id.as_str()));
+        }
+        Ok(())
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: ApprovalDecision,
+        ctx: &RequestContext,
+    ) -> Result<Option<PendingApproval>> {
+        let row = sqlx::query(&self.sql.decide_approval)
+            .bind(decision.as_str())
+            .bind(&ctx.user_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let payload: String = row.try_get("payload")?;
+        let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        let expires_at: DateTime<Utc> = row.try_get("expires_at")?;
+        Ok(Some(PendingApproval {
+            id: id.to_owned(),
+            thread_id: row.try_get("thread_id")?,
+            item_id: row.try_get("item_id")?,
+            payload: decode(&payload, "approval")?,
+            created_at: Timestamp::from_utc(created_at),
+            expires_at: Timestamp::from_utc(expires_at),
+        }))
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -596,6 +641,8 @@ struct Sql {
     take_lease: String,
     renew_lease: String,
     release_lease: String,
+    save_approval: String,
+    decide_approval: String,
 }
 
 impl Sql {
@@ -703,6 +750,16 @@ impl Sql {
             load_feedback: q(
                 "SELECT kind FROM {s}.chat_feedback WHERE user_id = $1 AND thread_id = $2 AND item_id = $3",
             ),
+            save_approval: q(
+                "INSERT INTO {s}.chat_approvals (id, user_id, thread_id, item_id, payload, created_at, expires_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7 \
+                 WHERE EXISTS (SELECT 1 FROM {s}.chat_sessions WHERE user_id = $2 AND id = $3)",
+            ),
+            // One statement: of two concurrent answers, one updates the row
+            // and the other finds it no longer pending.
+            decide_approval: q("UPDATE {s}.chat_approvals SET status = $1 \
+                 WHERE user_id = $2 AND id = $3 AND status = 'pending' \
+                 RETURNING thread_id, item_id, payload, created_at, expires_at"),
         }
     }
 }

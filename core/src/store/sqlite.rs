@@ -5,7 +5,7 @@
 //! (`INTEGER PRIMARY KEY AUTOINCREMENT`) that orders threads and items. The
 //! schema lives in `migrations/sqlite` and is applied when the store opens.
 
-use super::{Store, clamp_limit};
+use super::{ApprovalDecision, PendingApproval, Store, clamp_limit};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
@@ -517,6 +517,66 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         kind.as_deref().map(feedback_kind).transpose()
+    }
+
+    async fn save_approval(&self, approval: &PendingApproval, ctx: &RequestContext) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO chat_approvals (id, user_id, thread_id, item_id, payload, created_at, expires_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ? \
+             WHERE EXISTS (SELECT 1 FROM chat_sessions WHERE user_id = ? AND id = ?)",
+        )
+        .bind(&approval.id)
+        .bind(&ctx.user_id)
+        .bind(&approval.thread_id)
+        .bind(&approval.item_id)
+        .bind(encode(&approval.payload)?)
+        .bind(approval.created_at.as_micros())
+        .bind(approval.expires_at.as_micros())
+        .bind(&ctx.user_id)
+        .bind(&approval.thread_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("thread", approval.thread_id.as_str()));
+        }
+        Ok(())
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: ApprovalDecision,
+        ctx: &RequestContext,
+    ) -> Result<Option<PendingApproval>> {
+        // One statement: of two concurrent answers, one updates the row and
+        // the other finds it no longer pending.
+        let row = sqlx::query(
+            "UPDATE chat_approvals SET status = ? \
+             WHERE user_id = ? AND id = ? AND status = 'pending' \
+             RETURNING thread_id, item_id, payload, created_at, expires_at",
+        )
+        .bind(decision.as_str())
+        .bind(&ctx.user_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let payload: String = row.try_get("payload")?;
+        let micros = |column: &str| -> Result<Timestamp> {
+            let value: i64 = row.try_get(column)?;
+            Timestamp::from_micros(value)
+                .ok_or_else(|| Error::storage(format!("corrupt stored approval {column}")))
+        };
+        Ok(Some(PendingApproval {
+            id: id.to_owned(),
+            thread_id: row.try_get("thread_id")?,
+            item_id: row.try_get("item_id")?,
+            payload: decode(&payload, "approval")?,
+            created_at: micros("created_at")?,
+            expires_at: micros("expires_at")?,
+        }))
     }
 
     async fn ping(&self) -> Result<()> {

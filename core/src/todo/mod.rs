@@ -37,6 +37,7 @@ pub mod offline;
 pub mod table;
 pub mod task;
 pub mod tools;
+pub mod widgets;
 
 pub use agents::{ORCHESTRATOR, TaskAgents, URDU_SPECIALIST};
 pub use offline::TaskRules;
@@ -55,7 +56,7 @@ use crate::context::RequestContext;
 use crate::engine::{AgentResponder, ChatEngine, Responder, Turn};
 use crate::error::{Error, Result};
 use crate::models::{self, ScriptedModel};
-use crate::protocol::{StreamOptions, ThreadItem, ThreadMetadata};
+use crate::protocol::{Action, StreamOptions, ThreadItem, ThreadMetadata};
 use crate::store::{self, Database};
 use crate::tools::{ToolContext, ToolSet};
 use async_trait::async_trait;
@@ -102,13 +103,20 @@ impl Assistant {
     /// host-language functions as tools. An extra tool with a task tool's
     /// name replaces that task tool.
     pub fn with_tools(tasks: SharedTaskStore, runner: Runner, extra: &ToolSet) -> Self {
-        let mut tools = task_tools(Arc::clone(&tasks));
+        let mut tools = ToolSet::new();
+        for tool in task_tools(Arc::clone(&tasks)).iter() {
+            tools.push(Arc::new(widgets::Presented::new(
+                Arc::clone(tool),
+                Arc::clone(&tasks),
+            )));
+        }
         tools.extend(extra);
         let agents = TaskAgents::new(tools.clone());
         let router = agents.clone();
         let responder =
             AgentResponder::routed(runner, ORCHESTRATOR, move |text| router.route(text))
-                .tool_labels(tool_label);
+                .tool_labels(tool_label)
+                .action_handlers(&widgets::task_actions(Arc::clone(&tasks)));
         Self {
             tasks,
             tools,
@@ -120,6 +128,13 @@ impl Assistant {
     /// How many recent thread items the model sees (default 30).
     pub fn history_items(mut self, items: usize) -> Self {
         self.responder = self.responder.history_items(items);
+        self
+    }
+
+    /// How long a confirmation before a tool call can be answered
+    /// (default 15 minutes).
+    pub fn approval_ttl(mut self, ttl: Duration) -> Self {
+        self.responder = self.responder.approval_ttl(ttl);
         self
     }
 
@@ -174,6 +189,27 @@ impl Responder for Assistant {
         self.responder.respond(turn, input).await
     }
 
+    async fn action(
+        &self,
+        turn: &mut Turn,
+        action: &Action,
+        sender: Option<&ThreadItem>,
+    ) -> Result<()> {
+        self.responder.action(turn, action, sender).await
+    }
+
+    async fn sync_action(
+        &self,
+        thread: &ThreadMetadata,
+        action: &Action,
+        sender: Option<&ThreadItem>,
+        ctx: &RequestContext,
+    ) -> Result<Option<ThreadItem>> {
+        self.responder
+            .sync_action(thread, action, sender, ctx)
+            .await
+    }
+
     fn model_name(&self) -> &str {
         self.responder.model_name()
     }
@@ -225,7 +261,8 @@ impl App {
         run.max_turns = config.max_turns;
         run.tool_timeout = Duration::from_secs(config.tool_timeout_secs);
         let assistant = Assistant::with_tools(tasks, Runner::new(run), &extra)
-            .history_items(config.history_items);
+            .history_items(config.history_items)
+            .approval_ttl(Duration::from_secs(config.approval_ttl_secs));
         let verifier = JwtVerifier::from_config(&config).await?;
         let mut builder = ChatEngine::builder()
             .shared_store(database.store())

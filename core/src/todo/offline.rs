@@ -12,7 +12,8 @@
 //! | add / create / remind me ... (Urdu: بنائیں, شامل; Roman: banao) | `create_task` with title, priority, category |
 //! | show / list ... | `list_tasks` with status and search filters |
 //! | complete / done / mark ... | `toggle_complete` (after `list_tasks` to find a task named by title) |
-//! | delete / remove ... | `delete_task` (same lookup) |
+//! | delete / remove ... | `delete_task` (same lookup; the run pauses for the user's confirmation, and a declined delete is answered as not done) |
+//! | a task mentioned with `@` (its id in the message) | the tool by that id, with no lookup |
 //! | rename / change / set ... | `update_task` (same lookup) |
 //! | how many / stats ... | `get_stats` |
 //! | Urdu in either script, first call of a turn | `transfer_to_urdu_specialist` when offered |
@@ -523,6 +524,9 @@ fn decide(conversation: &Conversation<'_>) -> Reply {
         return make_call(&name, arguments);
     };
 
+    if *last_output == Some(crate::agents::DECLINED_OUTPUT) {
+        return answer(words.declined());
+    }
     let output: Value = last_output
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or(Value::Null);
@@ -609,6 +613,13 @@ impl Words {
         self.pick(
             "I can't do that here.".into(),
             "میں یہ یہاں نہیں کر سکتا۔".into(),
+        )
+    }
+
+    fn declined(&self) -> String {
+        self.pick(
+            "OK, I left it as it was: nothing was deleted or changed.".into(),
+            "ٹھیک ہے، میں نے کچھ نہیں بدلا۔".into(),
         )
     }
 

@@ -11,7 +11,9 @@
 // JWT plugin the token comes from `/api/auth/token`. Without that endpoint
 // (development with CHATKIT_DEMO_USER) no header is sent.
 import Script from "next/script";
+import { useState } from "react";
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
+import Tasks from "./tasks";
 
 const CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js";
 
@@ -34,7 +36,12 @@ const authorizedFetch: typeof fetch = async (input, init) => {
 };
 
 export default function Chat() {
+  // Bumped by the engine's `tasks_changed` client effect: the list reloads.
+  const [tasksVersion, setTasksVersion] = useState(0);
   const { control } = useChatKit({
+    onEffect: ({ name }) => {
+      if (name === "tasks_changed") setTasksVersion((version) => version + 1);
+    },
     api: {
       url: "/api/chatkit",
       domainKey: process.env.NEXT_PUBLIC_CHATKIT_DOMAIN_KEY ?? "local-dev",
@@ -53,7 +60,10 @@ export default function Chat() {
   return (
     <>
       <Script src={CHATKIT_SCRIPT} strategy="afterInteractive" />
-      <ChatKit control={control} className="chat" />
+      <div className="layout">
+        <ChatKit control={control} className="chat" />
+        <Tasks refreshKey={tasksVersion} fetcher={authorizedFetch} />
+      </div>
     </>
   );
 }

@@ -135,3 +135,23 @@ test("errors are JSON with their status", async () => {
   assert.equal(invalid.status, 400);
   assert.equal((await invalid.json()).error.code, "invalid_request");
 });
+
+test("the task list beside the chat follows what the assistant changed", async () => {
+  const user = `next-${randomUUID()}`;
+  const tasks = () => fetch(`${baseUrl}/api/tasks`, { headers: { authorization: `Bearer ${token(user)}` } });
+  const empty = await tasks();
+  assert.equal(empty.status, 200);
+  assert.deepEqual((await empty.json()).data, []);
+
+  const turn = await chatkit({ type: "threads.create", params: { input: input("add a task to water the plants") } }, user);
+  const created = events(await turn.text());
+  // The page's onEffect hears which tasks changed, then reloads the list.
+  const effect = created.find((e) => e.type === "client_effect");
+  assert.equal(effect.name, "tasks_changed");
+  const listed = (await (await tasks()).json()).data;
+  assert.deepEqual(listed.map((t) => t.title), ["water the plants"]);
+  assert.deepEqual(effect.data.task_ids, [listed[0].id]);
+
+  const anonymous = await fetch(`${baseUrl}/api/tasks`);
+  assert.equal(anonymous.status, 401);
+});

@@ -1,13 +1,15 @@
 //! Thread history as model input (Chat Completions messages).
 //!
 //! Adapted from the Python SDK's `ThreadItemConverter`: user and assistant
-//! messages map directly; completed client tool calls become a call and its
+//! messages map directly (an `input_tag` is `@text` followed by a line
+//! `[@text is id <id>]`); completed client tool calls become a call and its
 //! output; tool activity shown as workflow tasks and hidden context become
 //! short user-role notes; everything else is left out.
 
 use crate::models::{ChatMessage, ToolCall};
 use crate::protocol::{
-    ClientToolCallStatus, ItemKind, StructuredInputItem, Task, TaskKind, ThreadItem, WorkflowKind,
+    ClientToolCallStatus, ItemKind, StructuredInputItem, Task, TaskKind, ThreadItem,
+    UserMessageContent, WorkflowKind,
 };
 
 /// Converts items (oldest first) into messages.
@@ -19,6 +21,16 @@ pub fn to_messages(items: &[ThreadItem]) -> Vec<ChatMessage> {
                 let mut text = message.text();
                 if let Some(quoted) = message.quoted_text.as_deref().filter(|q| !q.is_empty()) {
                     text = format!("{text}\n\n(The user is replying to: \"{quoted}\")");
+                }
+                // An @-mention reaches the model by id, so tools get the id
+                // rather than a title to search for.
+                for part in &message.content {
+                    if let UserMessageContent::InputTag {
+                        id, text: shown, ..
+                    } = part
+                    {
+                        text.push_str(&format!("\n[@{shown} is id {id}]"));
+                    }
                 }
                 for attachment in &message.attachments {
                     text.push_str(&format!(

@@ -10,7 +10,7 @@ use crate::engine::responder::complete_message;
 use crate::error::Result;
 use crate::protocol::{
     AssistantMessage, AssistantMessageContent, IdKind, ItemKind, StatusIndicator, Task, TaskKind,
-    ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, Workflow, WorkflowItem,
+    ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, WidgetItem, Workflow, WorkflowItem,
     WorkflowKind, WorkflowSummary,
 };
 use std::time::Instant;
@@ -77,6 +77,9 @@ pub(super) struct Mapper {
     /// Task index of each running call id in the tools workflow.
     calls: Vec<(String, usize)>,
     reasoning: Option<(OpenWorkflow, String)>,
+    /// The widget of the last tool that returned one, shown once their
+    /// workflow closes (a lookup before an update shows only the update).
+    widget: Option<serde_json::Value>,
 }
 
 impl Mapper {
@@ -87,6 +90,7 @@ impl Mapper {
             tools: None,
             calls: Vec::new(),
             reasoning: None,
+            widget: None,
         }
     }
 
@@ -96,7 +100,9 @@ impl Mapper {
     /// the open stream does not reserve room for their futures.
     pub(super) async fn apply(&mut self, turn: &mut Turn, event: RunEvent) -> Result<()> {
         match event {
-            RunEvent::AgentStarted { .. } | RunEvent::Completed { .. } => Ok(()),
+            RunEvent::AgentStarted { .. }
+            | RunEvent::Completed { .. }
+            | RunEvent::ApprovalRequired { .. } => Ok(()),
             RunEvent::ReasoningDelta(delta) => self.reasoning_delta(turn, &delta).await,
             RunEvent::TextDelta(delta) => {
                 if self.reasoning.is_some() {
@@ -140,7 +146,19 @@ impl Mapper {
                 self.calls.push((call.id, index));
                 Ok(())
             }
-            RunEvent::ToolFinished { call, output, .. } => {
+            RunEvent::ToolFinished {
+                call, mut output, ..
+            } => {
+                for effect in std::mem::take(&mut output.effects) {
+                    turn.emit(ThreadStreamEvent::ClientEffect {
+                        name: effect.name,
+                        data: effect.data,
+                    })
+                    .await?;
+                }
+                if let Some(widget) = output.widget.take() {
+                    self.widget = Some(widget);
+                }
                 let Some(index) = self
                     .calls
                     .iter()
@@ -152,7 +170,16 @@ impl Mapper {
                 let summary: String = output.content.chars().take(400).collect();
                 let label = (self.labels)(&call.name);
                 let title = label.title;
-                let task = if output.is_error {
+                let task = if output.content == crate::agents::DECLINED_OUTPUT {
+                    Task {
+                        status_indicator: StatusIndicator::None,
+                        kind: TaskKind::Custom {
+                            title: Some(format!("{title}: cancelled")),
+                            icon: Some("empty-circle".into()),
+                            content: Some("You cancelled it".into()),
+                        },
+                    }
+                } else if output.is_error {
                     Task {
                         status_indicator: StatusIndicator::None,
                         kind: TaskKind::Custom {
@@ -175,6 +202,41 @@ impl Mapper {
             }
             RunEvent::Handoff { to, .. } => Box::pin(self.handoff(turn, &to)).await,
         }
+    }
+
+    /// Forgets the widget waiting to be shown.
+    pub(super) fn discard_widget(&mut self) {
+        self.widget = None;
+    }
+
+    /// Shows the task of call `call_id` as waiting for the user.
+    pub(super) async fn waiting(&mut self, turn: &mut Turn, call_id: &str) -> Result<()> {
+        let Some(index) = self
+            .calls
+            .iter()
+            .find(|(id, _)| id == call_id)
+            .map(|(_, i)| *i)
+        else {
+            return Ok(());
+        };
+        let title = self
+            .tools
+            .as_ref()
+            .and_then(|open| open.tasks.get(index))
+            .and_then(|task| match &task.kind {
+                TaskKind::Custom { title, .. } => title.clone(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let task = Task {
+            status_indicator: StatusIndicator::None,
+            kind: TaskKind::Custom {
+                title: Some(title),
+                icon: Some("circle-question".into()),
+                content: Some("Waiting for your confirmation".into()),
+            },
+        };
+        Box::pin(self.update_tool_task(turn, index, task)).await
     }
 
     pub(super) async fn handoff(&mut self, turn: &mut Turn, to: &str) -> Result<()> {
@@ -317,10 +379,21 @@ impl Mapper {
 
     async fn close_tools(&mut self, turn: &mut Turn) -> Result<()> {
         self.calls.clear();
-        match self.tools.take() {
-            Some(open) => open.close(turn).await,
-            None => Ok(()),
+        if let Some(open) = self.tools.take() {
+            open.close(turn).await?;
         }
+        // The tools' widget sits below their activity, above the answer.
+        if let Some(widget) = self.widget.take() {
+            let item = turn.new_item(
+                IdKind::Message,
+                ItemKind::Widget(WidgetItem {
+                    widget,
+                    copy_text: None,
+                }),
+            );
+            turn.emit(ThreadStreamEvent::ItemDone { item }).await?;
+        }
+        Ok(())
     }
 
     /// Ends the turn's open workflows (also after a failure, so the tool

@@ -709,11 +709,10 @@ fn from_result(result: CallToolResult) -> ToolOutput {
     } else {
         texts.join("\n")
     };
-    ToolOutput {
-        content,
-        structured,
-        is_error: result.is_error.unwrap_or(false),
-    }
+    let mut output = ToolOutput::text(content);
+    output.structured = structured;
+    output.is_error = result.is_error.unwrap_or(false);
+    output
 }
 
 fn header_pair(name: &str, value: &str) -> Result<(http::HeaderName, http::HeaderValue)> {

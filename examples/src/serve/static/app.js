@@ -22,6 +22,7 @@ const state = {
   controller: null,
   items: new Map(), // item id -> { el, item }
   lastTurn: null, // { text, threadId, userItemId } of the last request, for retry
+  effects: [], // client_effect events received, newest last
 };
 
 class ApiError extends Error {
@@ -293,8 +294,11 @@ function renderItem(item) {
     case "task":
       el = renderWorkflow({ tasks: [item.task] });
       break;
+    case "widget":
+      el = renderWidget(item);
+      break;
     default:
-      return; // hidden context, client tool calls, widgets: not shown here
+      return; // hidden context, client tool calls: not shown here
   }
   el.dataset.itemId = item.id;
   el.dataset.type = item.type;
@@ -364,6 +368,136 @@ function taskDetail(content) {
   return "";
 }
 
+// ---------------------------------------------------------------- widgets
+
+/** A widget item: the ChatKit components the engine emits, drawn with plain
+ * DOM. Controls with a server action send it (`threads.custom_action`, or
+ * `threads.sync_custom_action` when the action says `streaming: false`). */
+function renderWidget(item) {
+  const el = document.createElement("div");
+  el.className = "widget";
+  el.append(renderComponent(item.widget, item));
+  return el;
+}
+
+function renderComponent(node, item) {
+  if (!node || typeof node !== "object") return document.createTextNode("");
+  const kids = () => (Array.isArray(node.children) ? node.children : []).map((c) => renderComponent(c, item));
+  let el;
+  switch (node.type) {
+    case "Card":
+    case "ListView":
+    case "Basic":
+      el = document.createElement("div");
+      el.append(...kids());
+      if (node.status && node.status.text) {
+        const status = document.createElement("div");
+        status.className = "w-status";
+        status.textContent = node.status.text;
+        el.prepend(status);
+      }
+      if (node.confirm || node.cancel) {
+        const footer = document.createElement("div");
+        footer.className = "w-footer";
+        for (const [which, spec] of [["confirm", node.confirm], ["cancel", node.cancel]]) {
+          if (!spec) continue;
+          footer.append(actionButton(spec.label, spec.action, item, `w-button ${which === "confirm" ? "primary" : "outline"}`));
+        }
+        el.append(footer);
+      }
+      break;
+    case "ListViewItem":
+      el = document.createElement("div");
+      el.append(...kids());
+      break;
+    case "Row":
+    case "Col":
+    case "Box":
+    case "Form":
+      el = document.createElement("div");
+      if (typeof node.flex === "number") el.style.flex = String(node.flex);
+      if (node.align) el.style.alignItems = node.align === "start" || node.align === "end" ? `flex-${node.align}` : node.align;
+      el.append(...kids());
+      break;
+    case "Text":
+    case "Title":
+    case "Caption":
+    case "Markdown":
+      el = document.createElement("span");
+      el.dir = "auto";
+      el.textContent = node.value ?? "";
+      if (node.lineThrough) el.classList.add("w-done");
+      if (node.color) el.dataset.color = node.color;
+      break;
+    case "Badge":
+      el = document.createElement("span");
+      el.textContent = node.label ?? "";
+      if (node.color) el.dataset.color = node.color;
+      break;
+    case "Button":
+      el = actionButton(node.label ?? "", node.onClickAction, item, "w-button");
+      if (node.color) el.dataset.color = node.color;
+      if (node.variant) el.dataset.variant = node.variant;
+      break;
+    case "Icon":
+      el = document.createElement("span");
+      el.className = "w-icon";
+      el.dataset.name = node.name || "";
+      el.textContent = { "check-circle-filled": "✓", "empty-circle": "○", check: "✓", "circle-question": "?" }[node.name] || "•";
+      if (node.color) el.dataset.color = node.color;
+      break;
+    case "Divider":
+      el = document.createElement("hr");
+      break;
+    case "Spacer":
+      el = document.createElement("span");
+      el.style.flex = "1";
+      break;
+    default:
+      el = document.createElement("div");
+      el.append(...kids());
+  }
+  el.classList.add(`w-${node.type}`);
+  if (node.key) el.dataset.key = node.key;
+  return el;
+}
+
+function actionButton(label, action, item, className) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = label;
+  if (action && action.handler !== "client") {
+    button.addEventListener("click", () => sendAction(item.id, action, button));
+  } else {
+    button.disabled = true;
+  }
+  return button;
+}
+
+/** Sends a widget action for the widget item `itemId` and applies the answer. */
+async function sendAction(itemId, action, button) {
+  if (state.controller || !state.threadId) return;
+  const params = { thread_id: state.threadId, item_id: itemId, action: { type: action.type, payload: action.payload ?? null } };
+  for (const b of document.querySelectorAll(`[data-item-id="${itemId}"] button`)) b.disabled = true;
+  if (action.streaming === false) {
+    try {
+      const answer = await request("threads.sync_custom_action", params);
+      if (answer.updated_item) renderItem(answer.updated_item);
+    } catch (err) {
+      showError(err.message, null);
+    } finally {
+      if (button.isConnected) renderItem(state.items.get(itemId).item);
+    }
+    return;
+  }
+  const turn = { text: null, threadId: state.threadId, userItemId: null, action: true };
+  await runTurn("threads.custom_action", params, turn);
+  // A refused action leaves the widget as it was: draw it clickable again.
+  const entry = state.items.get(itemId);
+  if (entry && entry.el.querySelector("button:disabled")) renderItem(entry.item);
+}
+
 function showError(message, retry) {
   const el = document.createElement("div");
   el.className = "banner-error";
@@ -425,6 +559,12 @@ function onEvent(event, turn) {
     case "progress_update":
       setStatus(event.text);
       break;
+    case "client_effect":
+      // What ChatKit React hands to `onEffect`: the page can refresh what
+      // changed (the Next.js example reloads its task list on tasks_changed).
+      state.effects.push(event);
+      document.dispatchEvent(new CustomEvent("chatkit.effect", { detail: { name: event.name, data: event.data } }));
+      break;
     case "notice": {
       const el = document.createElement("div");
       el.className = "notice";
@@ -436,7 +576,7 @@ function onEvent(event, turn) {
       turn.failed = true;
       showError(
         event.code === "custom" && event.message ? event.message : "The response failed.",
-        event.allow_retry ? () => retryTurn(turn) : null,
+        event.allow_retry && !turn.action ? () => retryTurn(turn) : null,
       );
       break;
     default:
@@ -469,6 +609,10 @@ function onItemUpdate(itemId, update) {
     case "workflow.task.added":
     case "workflow.task.updated":
       item.workflow.tasks[update.task_index] = update.task;
+      renderItem(item);
+      return;
+    case "widget.root.updated":
+      item.widget = update.widget;
       renderItem(item);
       return;
     default:
@@ -517,7 +661,7 @@ async function runTurn(type, params, turn) {
         err instanceof ApiError
           ? err.message
           : "The connection to the server broke off. Check that it is running, then retry.";
-      showError(message, () => retryTurn(turn));
+      showError(message, turn.action ? null : () => retryTurn(turn));
     }
   } finally {
     if (turn.assistantEl) turn.assistantEl.classList.remove("streaming");

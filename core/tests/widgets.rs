@@ -1,0 +1,709 @@
+//! Task widgets and their actions end to end through `ChatEngine::process`,
+//! with the offline model, on SQLite and on PostgreSQL.
+
+#[macro_use]
+#[path = "support/db.rs"]
+mod db;
+#[path = "support/engine.rs"]
+mod support;
+
+use chatkit_engine::RequestContext;
+use chatkit_engine::agents::{RunConfig, Runner};
+use chatkit_engine::engine::ChatEngine;
+use chatkit_engine::engine::agent::DEFAULT_APPROVAL_TTL;
+use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
+use chatkit_engine::todo::{self, Assistant, NewTask, PgTaskTable, TaskQuery, TaskStore};
+use db::{Backend, TestDb};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+struct Fixture {
+    engine: ChatEngine,
+    tasks: Arc<dyn TaskStore>,
+    _db: TestDb,
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let db = TestDb::new(backend).await;
+    let (engine, tasks) = parts(backend, &db, DEFAULT_APPROVAL_TTL).await;
+    Fixture {
+        engine,
+        tasks,
+        _db: db,
+    }
+}
+
+/// Another engine on the same database (a restart, or a second replica).
+async fn fixture_on(backend: Backend, db: &TestDb) -> ChatEngine {
+    engine_on(backend, db, DEFAULT_APPROVAL_TTL).await
+}
+
+async fn engine_on(backend: Backend, db: &TestDb, ttl: Duration) -> ChatEngine {
+    parts(backend, db, ttl).await.0
+}
+
+async fn parts(backend: Backend, db: &TestDb, ttl: Duration) -> (ChatEngine, Arc<dyn TaskStore>) {
+    let (chat, tasks): (SharedStore, Arc<dyn TaskStore>) = match backend {
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&db.url).await.unwrap();
+            (Arc::new(store.clone()), Arc::new(store))
+        }
+        Backend::Postgres => {
+            let store = PostgresStore::connect(&db.url).await.unwrap();
+            let tasks = PgTaskTable::open(&store, todo::DEFAULT_TASKS_TABLE)
+                .await
+                .unwrap();
+            (Arc::new(store), Arc::new(tasks))
+        }
+    };
+    let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));
+    let engine = ChatEngine::builder()
+        .shared_store(chat)
+        .responder(Assistant::new(Arc::clone(&tasks), runner).approval_ttl(ttl))
+        .build()
+        .unwrap();
+    (engine, tasks)
+}
+
+async fn add(f: &Fixture, user: &str, title: &str) -> String {
+    f.tasks
+        .create(&NewTask::new(title), &RequestContext::new(user))
+        .await
+        .unwrap()
+        .id
+}
+
+async fn done(f: &Fixture, user: &str) -> Vec<(String, bool)> {
+    f.tasks
+        .list(&TaskQuery::default(), &RequestContext::new(user))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.title, t.completed))
+        .collect()
+}
+
+/// The widget item a turn showed.
+fn widget_item(events: &[Value]) -> Value {
+    events
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "widget")
+        .map(|e| e["item"].clone())
+        .expect("the turn shows a widget")
+}
+
+/// Every value of a widget tree with its `type`.
+fn components(widget: &Value, kind: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    let mut stack = vec![widget.clone()];
+    while let Some(value) = stack.pop() {
+        if value["type"] == kind {
+            found.push(value.clone());
+        }
+        if let Some(children) = value["children"].as_array() {
+            stack.extend(children.iter().rev().cloned());
+        }
+    }
+    found
+}
+
+fn action(thread_id: &str, item_id: &str, kind: &str, task_id: &str) -> Value {
+    json!({"type": "threads.custom_action", "params": {"thread_id": thread_id, "item_id": item_id,
+        "action": {"type": kind, "payload": {"task_id": task_id}}}})
+}
+
+fn sync_action(thread_id: &str, item_id: &str, kind: &str, task_id: &str) -> Value {
+    let mut body = action(thread_id, item_id, kind, task_id);
+    body["type"] = json!("threads.sync_custom_action");
+    body
+}
+
+/// Lists alice's tasks and returns (thread id, the list widget item).
+async fn listed(f: &Fixture) -> (String, Value) {
+    let events = wire(&call_stream(&f.engine, "alice", create("show my tasks")).await);
+    (created_thread_id_of(&events), widget_item(&events))
+}
+
+fn created_thread_id_of(events: &[Value]) -> String {
+    events[0]["thread"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn listing_tasks_shows_them_as_a_list_widget_with_buttons(backend: Backend) {
+    let f = fixture(backend).await;
+    let milk = add(&f, "alice", "buy milk").await;
+    add(&f, "alice", "call mom").await;
+    add(&f, "bob", "bob's secret").await;
+    let events = wire(&call_stream(&f.engine, "alice", create("show my tasks")).await);
+    let item = widget_item(&events);
+    let list = &item["widget"];
+    assert_eq!(list["type"], "ListView");
+    let rows = list["children"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    let milk_row = rows.iter().find(|r| r["key"] == milk.as_str()).unwrap();
+    let texts: Vec<_> = components(milk_row, "Text")
+        .iter()
+        .map(|t| t["value"].clone())
+        .collect();
+    assert_eq!(texts, [json!("buy milk")]);
+    let badges: Vec<_> = components(milk_row, "Badge")
+        .iter()
+        .map(|b| b["label"].clone())
+        .collect();
+    let record = f
+        .tasks
+        .get(&milk, &RequestContext::new("alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        badges,
+        [
+            json!(record.priority.as_str()),
+            json!(record.category.as_str())
+        ]
+    );
+    let buttons = components(milk_row, "Button");
+    assert_eq!(buttons[0]["onClickAction"]["type"], "tasks.toggle");
+    assert_eq!(buttons[1]["onClickAction"]["type"], "tasks.delete");
+    assert_eq!(
+        buttons[0]["onClickAction"]["payload"]["task_id"],
+        milk.as_str()
+    );
+    assert!(!list.to_string().contains("bob's secret"));
+    // The model still got the JSON and answered with text.
+    assert!(events.iter().any(|e| {
+        e["type"] == "thread.item.done"
+            && e["item"]["type"] == "assistant_message"
+            && e["item"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("buy milk")
+    }));
+    // The widget is stored with the thread.
+    let stored = items(&f.engine, "alice", &created_thread_id_of(&events)).await;
+    assert!(
+        stored
+            .iter()
+            .any(|i| i["id"] == item["id"] && i["widget"] == item["widget"])
+    );
+}
+
+async fn a_toggle_from_the_widget_updates_it_in_place_without_the_model(backend: Backend) {
+    let f = fixture(backend).await;
+    let milk = add(&f, "alice", "buy milk").await;
+    let (thread_id, item) = listed(&f).await;
+    let before = items(&f.engine, "alice", &thread_id).await.len();
+    let item_id = item["id"].as_str().unwrap();
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            action(&thread_id, item_id, "tasks.toggle", &milk),
+        )
+        .await,
+    );
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["stream_options", "thread.item.updated", "client_effect"],
+        "{events:?}"
+    );
+    let updated = &events[1]["update"];
+    assert_eq!(events[1]["item_id"], item_id);
+    assert_eq!(updated["type"], "widget.root.updated");
+    let row = &updated["widget"]["children"][0];
+    assert_eq!(components(row, "Text")[0]["lineThrough"], true);
+    assert_eq!(components(row, "Button")[0]["label"], "Undo");
+    assert_eq!(events[2]["name"], "tasks_changed");
+    assert_eq!(events[2]["data"], json!({"task_ids": [milk]}));
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), true)]);
+    // A reload shows the updated widget; no message was added.
+    let stored = items(&f.engine, "alice", &thread_id).await;
+    assert_eq!(stored.len(), before, "no model answer");
+    let reloaded = stored.iter().find(|i| i["id"] == item_id).unwrap();
+    assert_eq!(reloaded["widget"], updated["widget"]);
+}
+
+async fn an_action_naming_another_users_task_or_a_forged_payload_is_refused(backend: Backend) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "buy milk").await;
+    let bobs = add(&f, "bob", "bob's task").await;
+    let (thread_id, item) = listed(&f).await;
+    let item_id = item["id"].as_str().unwrap();
+    // A payload the widget does not offer: another user's task id.
+    let err = call_err(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.toggle", &bobs),
+    )
+    .await;
+    assert_eq!(err.code(), "invalid_request");
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            action(&thread_id, item_id, "tasks.delete_confirm", &bobs),
+        )
+        .await,
+    );
+    assert!(events.iter().any(|e| e["type"] == "error"), "{events:?}");
+    assert!(!events.iter().any(|e| e["type"] == "thread.item.updated"));
+    // Bob cannot act through alice's widget.
+    let milk = item["widget"]["children"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = call_err(
+        &f.engine,
+        "bob",
+        sync_action(&thread_id, item_id, "tasks.toggle", &milk),
+    )
+    .await;
+    assert_eq!(err.code(), "not_found");
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), false)]);
+    assert_eq!(done(&f, "bob").await, [("bob's task".to_owned(), false)]);
+    let stored = items(&f.engine, "alice", &thread_id).await;
+    assert_eq!(
+        stored.iter().find(|i| i["id"] == item_id).unwrap()["widget"],
+        item["widget"]
+    );
+}
+
+async fn a_delete_from_the_widget_asks_in_place_then_removes_the_row(backend: Backend) {
+    let f = fixture(backend).await;
+    let milk = add(&f, "alice", "buy milk").await;
+    let mom = add(&f, "alice", "call mom").await;
+    let (thread_id, item) = listed(&f).await;
+    let item_id = item["id"].as_str().unwrap();
+    let asked = call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.delete", &mom),
+    )
+    .await;
+    let widget = &asked["updated_item"]["widget"];
+    let row = widget["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == mom.as_str())
+        .unwrap()
+        .clone();
+    let labels: Vec<_> = components(&row, "Button")
+        .iter()
+        .map(|b| b["onClickAction"]["type"].clone())
+        .collect();
+    assert_eq!(
+        labels,
+        [json!("tasks.delete_confirm"), json!("tasks.delete_cancel")]
+    );
+    assert_eq!(done(&f, "alice").await.len(), 2, "asking deletes nothing");
+
+    // Keep it, then ask again and delete it.
+    let kept = call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.delete_cancel", &mom),
+    )
+    .await;
+    assert_eq!(kept["updated_item"]["widget"], item["widget"]);
+    call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.delete", &mom),
+    )
+    .await;
+    let gone = call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.delete_confirm", &mom),
+    )
+    .await;
+    let rows = gone["updated_item"]["widget"]["children"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["key"], milk.as_str());
+    assert_eq!(gone["updated_item"]["widget"]["status"]["text"], "1 task");
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), false)]);
+    // A second click on the stale confirm changes nothing.
+    let err = call_err(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.delete_confirm", &mom),
+    )
+    .await;
+    assert_eq!(err.code(), "invalid_request");
+    let stored = items(&f.engine, "alice", &thread_id).await;
+    assert_eq!(
+        stored.iter().find(|i| i["id"] == item_id).unwrap()["widget"],
+        gone["updated_item"]["widget"]
+    );
+}
+
+async fn created_and_counted_tasks_show_a_card_and_tell_the_page(backend: Backend) {
+    let f = fixture(backend).await;
+    let events = wire(&call_stream(&f.engine, "alice", create("add a task to buy milk")).await);
+    let card = widget_item(&events)["widget"].clone();
+    assert_eq!(card["type"], "Card");
+    assert_eq!(components(&card, "Text")[0]["value"], "buy milk");
+    let effect = events
+        .iter()
+        .find(|e| e["type"] == "client_effect")
+        .unwrap();
+    assert_eq!(effect["name"], "tasks_changed");
+    assert_eq!(effect["data"]["task_ids"][0], card["key"]);
+    let thread_id = created_thread_id_of(&events);
+    let stats = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            add_message(&thread_id, "how many tasks do I have?"),
+        )
+        .await,
+    );
+    let card = widget_item(&stats)["widget"].clone();
+    let values: Vec<_> = components(&card, "Title")
+        .iter()
+        .map(|t| t["value"].clone())
+        .collect();
+    assert_eq!(values, [json!("1"), json!("1"), json!("0")]);
+    assert!(
+        !stats.iter().any(|e| e["type"] == "client_effect"),
+        "counting changes nothing"
+    );
+}
+
+/// The confirmation card a turn showed: (item id, approval id).
+fn confirmation(events: &[Value]) -> (String, String) {
+    let item = events
+        .iter()
+        .find(|e| {
+            e["type"] == "thread.item.done"
+                && e["item"]["type"] == "widget"
+                && e["item"]["widget"]["confirm"].is_object()
+        })
+        .map(|e| e["item"].clone())
+        .expect("the turn asks for a confirmation");
+    let card = &item["widget"];
+    assert_eq!(
+        card["confirm"]["action"]["type"],
+        "chatkit.approval.confirm"
+    );
+    assert_eq!(card["cancel"]["action"]["type"], "chatkit.approval.cancel");
+    (
+        item["id"].as_str().unwrap().to_owned(),
+        card["confirm"]["action"]["payload"]["approval_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+fn answer_card(thread_id: &str, item_id: &str, kind: &str, approval_id: &str) -> Value {
+    json!({"type": "threads.custom_action", "params": {"thread_id": thread_id, "item_id": item_id,
+        "action": {"type": kind, "payload": {"approval_id": approval_id}}}})
+}
+
+fn answer_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+        .map(|e| {
+            e["item"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// Asks alice's assistant to delete "call mom": (thread id, card item id, approval id).
+async fn ask_delete(f: &Fixture) -> (String, String, String, Vec<Value>) {
+    let events = wire(&call_stream(&f.engine, "alice", create("delete call mom")).await);
+    let (item_id, approval_id) = confirmation(&events);
+    (created_thread_id_of(&events), item_id, approval_id, events)
+}
+
+async fn a_delete_by_chat_waits_for_confirm_then_the_same_run_deletes_and_answers(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "buy milk").await;
+    let mom = add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, asked) = ask_delete(&f).await;
+    let card = asked
+        .iter()
+        .find(|e| e["item"]["id"] == item_id.as_str())
+        .unwrap();
+    assert_eq!(
+        card["item"]["widget"]["children"][0]["value"],
+        "Delete the task “call mom”?"
+    );
+    assert!(
+        answer_text(&asked).is_empty(),
+        "the run paused before answering"
+    );
+    let waiting = asked
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "workflow")
+        .unwrap();
+    let tasks = waiting["item"]["workflow"]["tasks"].as_array().unwrap();
+    assert_eq!(
+        tasks.last().unwrap()["content"],
+        "Waiting for your confirmation"
+    );
+    assert_eq!(done(&f, "alice").await.len(), 2, "nothing deleted yet");
+
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    let updated = events
+        .iter()
+        .find(|e| e["type"] == "thread.item.updated" && e["item_id"] == item_id.as_str())
+        .unwrap();
+    assert_eq!(
+        updated["update"]["widget"]["children"][1]["children"][1]["value"],
+        "Confirmed"
+    );
+    assert!(
+        updated["update"]["widget"]["confirm"].is_null(),
+        "an answered card offers nothing"
+    );
+    assert!(
+        answer_text(&events).contains("Deleted"),
+        "{}",
+        answer_text(&events)
+    );
+    let effect = events
+        .iter()
+        .find(|e| e["type"] == "client_effect")
+        .unwrap();
+    assert_eq!(effect["data"]["task_ids"], json!([mom]));
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), false)]);
+
+    // A second click (a stale page) changes nothing.
+    let again = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(again.iter().any(|e| e["type"] == "error"), "{again:?}");
+    assert!(answer_text(&again).is_empty());
+    let stored = items(&f.engine, "alice", &thread_id).await;
+    let card = stored.iter().find(|i| i["id"] == item_id.as_str()).unwrap();
+    assert_eq!(
+        card["widget"], updated["update"]["widget"],
+        "a reload shows the answered card"
+    );
+}
+
+async fn cancel_tells_the_model_the_user_declined_and_deletes_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.cancel",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(
+        answer_text(&events).contains("nothing was deleted"),
+        "{}",
+        answer_text(&events)
+    );
+    assert!(!events.iter().any(|e| e["type"] == "client_effect"));
+    assert_eq!(done(&f, "alice").await, [("call mom".to_owned(), false)]);
+    // Confirm after cancel: refused, still nothing deleted.
+    let late = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(late.iter().any(|e| e["type"] == "error"));
+    assert_eq!(done(&f, "alice").await, [("call mom".to_owned(), false)]);
+}
+
+async fn a_pending_confirmation_survives_a_restart_and_is_answered_by_another_engine(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    // A second engine on the same database: another process, or a replica.
+    let other = fixture_on(backend, &f._db).await;
+    let Fixture { engine, tasks, _db } = f;
+    drop(engine);
+    let f = Fixture {
+        engine: other.clone(),
+        tasks,
+        _db,
+    };
+    let events = wire(
+        &call_stream(
+            &other,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(answer_text(&events).contains("Deleted"), "{events:?}");
+    assert!(done(&f, "alice").await.is_empty());
+}
+
+async fn another_user_cannot_answer_a_confirmation(backend: Backend) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    let err = call_err(
+        &f.engine,
+        "bob",
+        answer_card(
+            &thread_id,
+            &item_id,
+            "chatkit.approval.confirm",
+            &approval_id,
+        ),
+    )
+    .await;
+    assert_eq!(err.code(), "not_found");
+    assert_eq!(done(&f, "alice").await.len(), 1);
+    // Alice can still answer it.
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    assert!(answer_text(&events).contains("Deleted"));
+}
+
+async fn an_expired_confirmation_runs_nothing(backend: Backend) {
+    let mut f = fixture(backend).await;
+    f.engine = engine_on(backend, &f._db, Duration::ZERO).await;
+    add(&f, "alice", "call mom").await;
+    let (thread_id, item_id, approval_id, _) = ask_delete(&f).await;
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            answer_card(
+                &thread_id,
+                &item_id,
+                "chatkit.approval.confirm",
+                &approval_id,
+            ),
+        )
+        .await,
+    );
+    let updated = events
+        .iter()
+        .find(|e| e["type"] == "thread.item.updated")
+        .unwrap();
+    assert_eq!(
+        updated["update"]["widget"]["children"][1]["children"][1]["value"],
+        "Expired"
+    );
+    assert!(answer_text(&events).is_empty());
+    assert_eq!(done(&f, "alice").await.len(), 1);
+}
+
+async fn a_task_mentioned_with_an_input_tag_reaches_the_tools_by_id(backend: Backend) {
+    let f = fixture(backend).await;
+    add(&f, "alice", "buy milk").await;
+    let second = add(&f, "alice", "buy milk").await;
+    // By title the two are ambiguous; the tag names one by id.
+    let by_title = wire(&call_stream(&f.engine, "alice", create("mark buy milk as done")).await);
+    assert!(
+        answer_text(&by_title).contains("Several"),
+        "{}",
+        answer_text(&by_title)
+    );
+    let body = json!({"type":"threads.create","params":{"input":{"content":[
+        {"type":"input_text","text":"mark "},
+        {"type":"input_tag","id": second,"text":"buy milk","data":{},"group":"Tasks","interactive":false},
+        {"type":"input_text","text":" as done"}],"attachments":[],"inference_options":{}}}});
+    let events = wire(&call_stream(&f.engine, "alice", body).await);
+    assert!(
+        answer_text(&events).contains("completed"),
+        "{}",
+        answer_text(&events)
+    );
+    let toggled: Vec<_> = f
+        .tasks
+        .list(&TaskQuery::default(), &RequestContext::new("alice"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.completed)
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(toggled, [second]);
+}
+
+on_both_stores!(
+    a_delete_by_chat_waits_for_confirm_then_the_same_run_deletes_and_answers,
+    cancel_tells_the_model_the_user_declined_and_deletes_nothing,
+    a_pending_confirmation_survives_a_restart_and_is_answered_by_another_engine,
+    another_user_cannot_answer_a_confirmation,
+    an_expired_confirmation_runs_nothing,
+    a_task_mentioned_with_an_input_tag_reaches_the_tools_by_id,
+    listing_tasks_shows_them_as_a_list_widget_with_buttons,
+    a_toggle_from_the_widget_updates_it_in_place_without_the_model,
+    an_action_naming_another_users_task_or_a_forged_payload_is_refused,
+    a_delete_from_the_widget_asks_in_place_then_removes_the_row,
+    created_and_counted_tasks_show_a_card_and_tell_the_page,
+);
