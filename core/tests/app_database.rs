@@ -289,7 +289,7 @@ async fn the_earlier_layout_in_public_is_moved_with_every_row() {
         old.save_thread(&thread, &alice).await.unwrap();
         old.pool().close().await;
     }
-    db.execute("UPDATE public._sqlx_migrations SET checksum = '\\x0123'::BYTEA")
+    db.execute("UPDATE public._sqlx_migrations SET checksum = '\\x0123'::BYTEA WHERE version = 1")
         .await;
     let before = table_hash(&db, "public.chat_sessions").await;
 
@@ -331,10 +331,14 @@ async fn replicas_starting_at_once_all_open_the_same_schema() {
     for database in futures::future::join_all(opens).await {
         database.unwrap().store().ping().await.unwrap();
     }
+    // Each shipped migration is recorded once.
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
     assert_eq!(
         db.scalar_i64("SELECT COUNT(*) FROM chatkit._sqlx_migrations")
             .await,
-        1
+        i64::try_from(shipped).unwrap()
     );
     // On an empty database the replicas also create the task table once.
     let empty = app_db(&[]).await;

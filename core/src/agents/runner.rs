@@ -75,6 +75,9 @@ pub enum RunEvent {
         text: String,
         /// Whether the response asked for tools (so its text is not final).
         has_tool_calls: bool,
+        /// The call's tokens: the provider's count, or an estimate
+        /// ([`Usage::estimate`], flagged) when it reported none.
+        usage: Usage,
     },
     /// A tool is about to run (reported in call order).
     ToolStarted {
@@ -143,6 +146,7 @@ impl Runner {
             items: input,
             ctx,
             usage: Usage::default(),
+            model_call: None,
             used_tools: false,
             turn: 0,
             step: Step::AgentStarted,
@@ -258,6 +262,8 @@ struct Run {
     ctx: RequestContext,
     /// Tokens used by the model calls so far.
     usage: Usage,
+    /// The model call in progress, for its metrics.
+    model_call: Option<ModelCallMetric>,
     /// Whether the current agent used a tool (its forced `tool_choice` is
     /// then cleared).
     used_tools: bool,
@@ -380,6 +386,14 @@ impl Run {
 
     fn fail(&mut self, err: Error) -> Poll<Option<Result<RunEvent>>> {
         self.step = Step::Done;
+        if let Some(call) = self.model_call.take() {
+            let outcome = if matches!(err, Error::Cancelled) {
+                "cancelled"
+            } else {
+                "error"
+            };
+            call.finish(outcome, None);
+        }
         Poll::Ready(Some(Err(err)))
     }
 
@@ -417,6 +431,11 @@ impl Run {
             }
         });
         let model = Arc::clone(self.model());
+        self.model_call = Some(ModelCallMetric {
+            provider: model.provider().to_owned(),
+            started: Instant::now(),
+            done: false,
+        });
         let call = Box::pin(async move { model.stream(request).await });
         Ok(Step::Connecting(call, span))
     }
@@ -424,10 +443,13 @@ impl Run {
     /// Records a model response; returns its `ResponseCompleted` and sets
     /// what follows: the final answer, or the response's tool calls.
     fn respond(&mut self, response: ModelResponse) -> RunEvent {
-        if let Some(call_usage) = &response.usage {
-            self.usage.add(call_usage);
-        } else {
-            self.usage.requests += 1;
+        let call_usage = match response.usage {
+            Some(usage) => usage,
+            None => Usage::estimate(&self.items, &response),
+        };
+        self.usage.add(&call_usage);
+        if let Some(call) = self.model_call.take() {
+            call.finish("ok", Some(&call_usage));
         }
         let has_tool_calls = !response.tool_calls.is_empty();
         self.items.push(ChatMessage::Assistant {
@@ -444,6 +466,7 @@ impl Run {
         RunEvent::ResponseCompleted {
             text: response.text,
             has_tool_calls,
+            usage: call_usage,
         }
     }
 
@@ -486,8 +509,17 @@ impl Run {
                 };
                 async move {
                     let started = Instant::now();
+                    // Names the model made up share one label (bounded label
+                    // values).
+                    let label = if tool.is_some() {
+                        call.name.clone()
+                    } else {
+                        "unknown".to_owned()
+                    };
                     let output = run_tool(tool, &call, &ctx, timeout).await;
-                    (index, call, output, started.elapsed())
+                    let elapsed = started.elapsed();
+                    crate::telemetry::tool_call(&label, !output.is_error, elapsed);
+                    (index, call, output, elapsed)
                 }
             })
             .buffered(self.config.tool_concurrency.max(1))
@@ -512,6 +544,34 @@ impl Run {
         }
         if let Some(next) = tools.handoff {
             self.step = Step::Handoff(next);
+        }
+    }
+}
+
+/// Times one model call; a call dropped before it ended counts as
+/// `cancelled`.
+struct ModelCallMetric {
+    provider: String,
+    started: Instant,
+    done: bool,
+}
+
+impl ModelCallMetric {
+    fn finish(mut self, outcome: &'static str, usage: Option<&Usage>) {
+        self.done = true;
+        crate::telemetry::model_call(
+            &self.provider,
+            outcome,
+            self.started.elapsed(),
+            usage.map(|u| (u.input_tokens, u.output_tokens)),
+        );
+    }
+}
+
+impl Drop for ModelCallMetric {
+    fn drop(&mut self) {
+        if !self.done {
+            crate::telemetry::model_call(&self.provider, "cancelled", self.started.elapsed(), None);
         }
     }
 }

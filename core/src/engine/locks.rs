@@ -26,6 +26,7 @@ impl ThreadLocks {
         if !busy.insert(key.clone()) {
             return None;
         }
+        crate::telemetry::busy_threads(1.0);
         Some(ThreadLease {
             locks: Arc::clone(self),
             key,
@@ -52,7 +53,9 @@ impl Drop for ThreadLease {
             .busy
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        busy.remove(&self.key);
+        if busy.remove(&self.key) {
+            crate::telemetry::busy_threads(-1.0);
+        }
     }
 }
 

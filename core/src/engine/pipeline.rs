@@ -24,6 +24,8 @@ use crate::protocol::{
     StructuredInputSubmission, Thread, ThreadItem, ThreadMetadata, ThreadStreamEvent, Timestamp,
     UserMessage, UserMessageInput, new_id,
 };
+use crate::store::{TurnUsage, UsageScope};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// How many of the newest items are searched for stale pending client tool
@@ -47,6 +49,8 @@ struct TurnPlan {
     /// Events processed right after `stream_options` (persisted then).
     opening: Vec<ThreadStreamEvent>,
     phase: Phase,
+    /// When the request arrived (turn duration and time to first event).
+    started: Instant,
 }
 
 /// Plans the turn and starts it in its own task; the stream carries its
@@ -56,8 +60,9 @@ pub(super) async fn start(
     request: StreamingRequest,
     ctx: RequestContext,
 ) -> Result<EventStream> {
+    let started = Instant::now();
     let plan = match plan(engine, request, &ctx).await {
-        Ok(plan) => plan,
+        Ok(plan) => TurnPlan { started, ..plan },
         Err(Error::ThreadBusy(thread_id)) => {
             tracing::info!(
                 thread_id,
@@ -126,6 +131,7 @@ async fn plan(
                 ],
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
+                started: Instant::now(),
             })
         }
         StreamingRequest::ThreadsAddUserMessage(params) => {
@@ -142,6 +148,7 @@ async fn plan(
                 }],
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
+                started: Instant::now(),
             })
         }
         StreamingRequest::ThreadsAddClientToolOutput(params) => {
@@ -177,6 +184,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(None),
+                started: Instant::now(),
             })
         }
         StreamingRequest::ThreadsAddStructuredInput(params) => {
@@ -203,6 +211,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: vec![ThreadStreamEvent::ItemReplaced { item }],
                 phase: Phase::Respond(None),
+                started: Instant::now(),
             })
         }
         StreamingRequest::ThreadsRetryAfterItem(params) => {
@@ -226,6 +235,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
+                started: Instant::now(),
             })
         }
         StreamingRequest::ThreadsCustomAction(params) => {
@@ -241,6 +251,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Action(params.action, sender),
+                started: Instant::now(),
             })
         }
     }
@@ -334,8 +345,12 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
         prelude,
         opening,
         phase,
+        started,
     } = *plan;
-    let mut turn = Turn::new(thread, ctx, engine.store().clone(), tx);
+    crate::telemetry::turn_started();
+    // The day the turn's tokens count against: the day it started.
+    let day = engine.inner.clock.today();
+    let mut turn = Turn::new(thread, ctx, engine.store().clone(), tx, started);
     let watcher = turn.disconnect_watcher();
     let responder = engine.inner.responder.clone();
     let outcome = tokio::select! {
@@ -345,6 +360,7 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
             }
             let options = responder.stream_options(turn.thread(), turn.context());
             turn.send(ThreadStreamEvent::StreamOptions { stream_options: options }).await?;
+            check_budget(&engine, &day, turn.context()).await?;
             for event in opening {
                 turn.emit(event).await?;
             }
@@ -357,6 +373,12 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
         () = watcher.closed() => Err(Error::Cancelled),
     };
     drop(watcher);
+    let label = match &outcome {
+        Ok(()) => "completed",
+        Err(Error::Cancelled) => "cancelled",
+        Err(Error::TokenBudgetExceeded { .. }) => "budget_exceeded",
+        Err(_) => "failed",
+    };
     match outcome {
         Ok(()) => tracing::debug!("turn complete"),
         Err(Error::Cancelled) => {
@@ -375,7 +397,58 @@ async fn run_turn(engine: ChatEngine, plan: Box<TurnPlan>, ctx: RequestContext, 
             }
         }
     }
+    record_usage(&engine, &turn, day).await;
+    crate::telemetry::turn_finished(label, started.elapsed());
     drop(lease);
+}
+
+/// Refuses to start the model when the caller has spent today's budget
+/// ([`EngineConfig::daily_token_budget`](crate::EngineConfig::daily_token_budget)).
+/// A turn that starts below the budget runs to its end, so a user can go
+/// over by at most one turn.
+async fn check_budget(engine: &ChatEngine, day: &str, ctx: &RequestContext) -> Result<()> {
+    let Some(budget) = engine.config().daily_token_budget else {
+        return Ok(());
+    };
+    let used = engine
+        .store()
+        .token_usage(&UsageScope::Day(day.to_owned()), ctx)
+        .await?
+        .total_tokens();
+    if used >= budget {
+        tracing::info!(
+            used,
+            budget,
+            "daily token budget spent; the model is not called"
+        );
+        return Err(Error::TokenBudgetExceeded { used, budget });
+    }
+    Ok(())
+}
+
+/// Stores the tokens of the turn, whatever its outcome (a cancelled turn
+/// spent them too). A failure is logged: the answer is already out.
+async fn record_usage(engine: &ChatEngine, turn: &Turn, day: String) {
+    let tokens = turn.token_usage();
+    if tokens.model_calls == 0 {
+        return;
+    }
+    let usage = TurnUsage {
+        turn_id: format!("turn_{}", uuid::Uuid::new_v4().simple()),
+        thread_id: turn.thread().id.clone(),
+        day,
+        input_tokens: tokens.input_tokens,
+        output_tokens: tokens.output_tokens,
+        model_calls: tokens.model_calls,
+        estimated: tokens.estimated,
+    };
+    if let Err(err) = engine
+        .store()
+        .record_turn_usage(&usage, turn.context())
+        .await
+    {
+        tracing::error!(code = err.code(), error = %err, "failed to store the token usage of a turn");
+    }
 }
 
 /// The `error` event for a failed respond phase: errors with a safe message

@@ -2,7 +2,7 @@
 //!
 //! | Rule | |
 //! |---|---|
-//! | Engine tables | `chat_sessions`, `chat_messages`, `chat_attachments`, `chat_feedback` and sqlx's `_sqlx_migrations` live in a schema of their own (default [`DEFAULT_SCHEMA`], `chatkit`), created by the migration |
+//! | Engine tables | `chat_sessions`, `chat_messages`, `chat_attachments`, `chat_feedback`, `chat_token_usage` and sqlx's `_sqlx_migrations` live in a schema of their own (default [`DEFAULT_SCHEMA`], `chatkit`), created by the migration |
 //! | Queries | name the schema explicitly: nothing depends on the connection's `search_path` |
 //! | App tables | never created, altered or dropped here; an app's own `public.chat_sessions` is left exactly as it is |
 //! | Earlier layout | a database made by an earlier version (engine tables and `_sqlx_migrations` in `public`, recognised by their `seq` and `payload` columns) is moved into the schema with `ALTER TABLE ... SET SCHEMA`, in one transaction: every row, sequence and index is kept |
@@ -29,11 +29,12 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 pub const DEFAULT_SCHEMA: &str = "chatkit";
 
 /// The engine tables an earlier layout kept in `public`, in move order.
-const ENGINE_TABLES: [&str; 4] = [
+const ENGINE_TABLES: [&str; 5] = [
     "chat_sessions",
     "chat_messages",
     "chat_attachments",
     "chat_feedback",
+    "chat_token_usage",
 ];
 
 /// The advisory lock key held while the layout is checked and migrated
