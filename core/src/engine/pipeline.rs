@@ -61,8 +61,8 @@ pub(super) async fn start(
     ctx: RequestContext,
 ) -> Result<EventStream> {
     let started = Instant::now();
-    let plan = match plan(engine, request, &ctx).await {
-        Ok(plan) => TurnPlan { started, ..plan },
+    let plan = match plan(engine, request, &ctx, started).await {
+        Ok(plan) => plan,
         Err(Error::ThreadBusy(thread_id)) => {
             tracing::info!(
                 thread_id,
@@ -105,6 +105,7 @@ async fn plan(
     engine: &ChatEngine,
     request: StreamingRequest,
     ctx: &RequestContext,
+    started: Instant,
 ) -> Result<TurnPlan> {
     let store = engine.store();
     match request {
@@ -131,7 +132,7 @@ async fn plan(
                 ],
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
-                started: Instant::now(),
+                started,
             })
         }
         StreamingRequest::ThreadsAddUserMessage(params) => {
@@ -148,7 +149,7 @@ async fn plan(
                 }],
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
-                started: Instant::now(),
+                started,
             })
         }
         StreamingRequest::ThreadsAddClientToolOutput(params) => {
@@ -184,7 +185,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(None),
-                started: Instant::now(),
+                started,
             })
         }
         StreamingRequest::ThreadsAddStructuredInput(params) => {
@@ -211,7 +212,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: vec![ThreadStreamEvent::ItemReplaced { item }],
                 phase: Phase::Respond(None),
-                started: Instant::now(),
+                started,
             })
         }
         StreamingRequest::ThreadsRetryAfterItem(params) => {
@@ -235,7 +236,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
-                started: Instant::now(),
+                started,
             })
         }
         StreamingRequest::ThreadsCustomAction(params) => {
@@ -251,7 +252,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Action(params.action, sender),
-                started: Instant::now(),
+                started,
             })
         }
     }
