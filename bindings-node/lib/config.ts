@@ -75,6 +75,10 @@ export interface EngineConfig {
   maxTitleChars?: number;
   /** How many events may wait for a slow client before the turn pauses. */
   streamBuffer?: number;
+  /** Record Prometheus metrics (default true); see `ChatEngine.metrics()`. */
+  metrics?: boolean;
+  /** Tokens one user may spend per UTC day (default: no budget). */
+  dailyTokenBudget?: number;
 }
 
 /** The same configuration with the core's snake_case keys (`database_url`, ...). */

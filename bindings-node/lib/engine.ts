@@ -1,11 +1,32 @@
 /** The engine: `ChatEngine.create(config)`, `authenticate`, `process`, `handle`. */
 import { createEngine, type NativeEngine, type RequestContext } from "../native/index.js";
 import { type EngineConfig, type SnakeCaseEngineConfig, configJson } from "./config.js";
-import { ChatKitError, native } from "./errors.js";
+import { ChatKitError, fromNative, native } from "./errors.js";
 import { ChatKitResult } from "./result.js";
 import { type ToolDefinition, toNativeTool } from "./tools.js";
 
 export type { RequestContext };
+
+/** Token totals of some turns (`chatkit_engine::store::UsageTotals`). */
+export interface UsageTotals {
+  input_tokens: number;
+  output_tokens: number;
+  turns: number;
+  model_calls: number;
+  /** True when a provider reported no usage and the engine estimated. */
+  estimated: boolean;
+}
+
+/** A caller's token usage (`chatkit_engine::engine::UsageReport`). */
+export interface UsageReport {
+  /** Today's UTC date, `YYYY-MM-DD`. */
+  day: string;
+  today: UsageTotals;
+  total: UsageTotals;
+  thread: UsageTotals | null;
+  daily_budget: number | null;
+  remaining_today: number | null;
+}
 
 /** Options of {@link ChatEngine.create}. */
 export interface CreateOptions {
@@ -99,6 +120,30 @@ export class ChatEngine {
   async runTaskTool(name: string, args: Record<string, unknown>, context: RequestContext): Promise<unknown> {
     const text = await native(this.#native.runTaskTool(name, JSON.stringify(args ?? {}), context));
     return JSON.parse(text);
+  }
+
+  /**
+   * This process's metrics in the Prometheus text format (turns, model and
+   * tool calls, tokens, streams, store and pool, auth failures), for a
+   * host's `/metrics` route. Throws `invalid_config` when metrics are off.
+   */
+  metrics(): string {
+    try {
+      return this.#native.metrics();
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  /**
+   * The caller's token usage: `{day, today, total, thread, daily_budget,
+   * remaining_today}`; each total has `input_tokens`, `output_tokens`,
+   * `turns`, `model_calls` and `estimated`. `thread` is `null` unless
+   * `threadId` is given.
+   */
+  async tokenUsage(context: RequestContext, threadId?: string | null): Promise<UsageReport> {
+    const text = await native(this.#native.tokenUsage(context, threadId ?? undefined));
+    return JSON.parse(text) as UsageReport;
   }
 
   /**

@@ -21,6 +21,7 @@ export type ErrorCode =
   | "model_error"
   | "timeout"
   | "max_turns_exceeded"
+  | "token_budget_exceeded"
   | "storage_error"
   | "invalid_config"
   | "internal"

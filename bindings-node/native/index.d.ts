@@ -39,6 +39,17 @@ export declare class NativeEngine {
    */
   runTaskTool(name: string, argumentsJson: string, context: RequestContext): Promise<string>
   /**
+   * This process's metrics in the Prometheus text format (every engine
+   * of the process shares one recorder); throws `invalid_config` when
+   * metrics are off.
+   */
+  metrics(): string
+  /**
+   * The caller's token usage (today, overall, and for `threadId`) as
+   * JSON text.
+   */
+  tokenUsage(context: RequestContext, threadId?: string | undefined | null): Promise<string>
+  /**
    * Handles one ChatKit request body for `context`. Rejections happened
    * before any byte was streamed (map them to HTTP with the error's
    * status); later failures are `error` events inside the stream.

@@ -94,6 +94,30 @@ impl NativeEngine {
             .map_err(to_js_error)
     }
 
+    /// This process's metrics in the Prometheus text format (every engine
+    /// of the process shares one recorder); throws `invalid_config` when
+    /// metrics are off.
+    #[napi]
+    pub fn metrics(&self) -> napi::Result<String> {
+        self.inner.engine.metrics_text().map_err(to_js_error)
+    }
+
+    /// The caller's token usage (today, overall, and for `threadId`) as
+    /// JSON text.
+    #[napi]
+    pub async fn token_usage(
+        &self,
+        context: RequestContext,
+        thread_id: Option<String>,
+    ) -> napi::Result<String> {
+        let engine = self.inner.engine.clone();
+        let report = engine
+            .token_usage(&context.into(), thread_id.as_deref())
+            .await
+            .map_err(to_js_error)?;
+        serde_json::to_string(&report).map_err(|err| to_js_error(Error::Internal(err.to_string())))
+    }
+
     /// Handles one ChatKit request body for `context`. Rejections happened
     /// before any byte was streamed (map them to HTTP with the error's
     /// status); later failures are `error` events inside the stream.

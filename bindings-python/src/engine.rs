@@ -272,6 +272,39 @@ impl Engine {
         })
     }
 
+    /// This process's metrics in the Prometheus text format (installs the
+    /// recorder first when metrics are on, so it works before any request).
+    fn metrics(&self) -> PyResult<String> {
+        if self.config.metrics {
+            chatkit_engine::telemetry::install();
+        }
+        chatkit_engine::telemetry::render().map_err(to_py_err)
+    }
+
+    /// The caller's token usage (today, overall, and for `thread_id`) as
+    /// Python objects.
+    #[pyo3(signature = (ctx, thread_id=None))]
+    fn token_usage<'py>(
+        &self,
+        py: Python<'py>,
+        ctx: PyRef<'py, RequestContext>,
+        thread_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ctx = ctx.to_core();
+        let core = self.core();
+        future_into_py(py, async move {
+            let app = core.await?;
+            let report = app
+                .engine
+                .token_usage(&ctx, thread_id.as_deref())
+                .await
+                .map_err(to_py_err)?;
+            let text = serde_json::to_string(&report)
+                .map_err(|err| to_py_err(chatkit_engine::Error::Internal(err.to_string())))?;
+            Ok(JsonText(text))
+        })
+    }
+
     /// Handles one ChatKit request body for `ctx`. The Python tools of the
     /// turn run on the caller's event loop with a copy of its `contextvars`
     /// (attached to this request only, see `tools.rs`).

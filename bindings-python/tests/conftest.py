@@ -214,7 +214,13 @@ class FakeProvider:
     - "gated" gets ``GATED_TOKENS`` words, each sent only once the test
       released it with ``GATE.release()`` (one gated turn at a time);
     - anything else gets "Hello from the fake model."
+
+    When the request asks for it (`stream_options.include_usage`), the last
+    chunk reports 11 prompt and 7 completion tokens, as OpenAI does.
     """
+
+    PROMPT_TOKENS = 11
+    COMPLETION_TOKENS = 7
 
     def __init__(self) -> None:
         self.requests: List[Dict[str, Any]] = []
@@ -258,6 +264,20 @@ class FakeProvider:
             else:
                 yield _chunk({"role": "assistant", "content": "Hello from the fake model."})
                 yield _chunk({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "fake-model",
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": self.PROMPT_TOKENS,
+                        "completion_tokens": self.COMPLETION_TOKENS,
+                        "total_tokens": self.PROMPT_TOKENS + self.COMPLETION_TOKENS,
+                    },
+                }
+                yield b"data: " + json.dumps(usage).encode() + b"\n\n"
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")

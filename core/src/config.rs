@@ -106,6 +106,15 @@ pub struct EngineConfig {
     pub max_title_chars: usize,
     /// How many events may wait for a slow client before the turn pauses.
     pub stream_buffer: usize,
+
+    /// Record Prometheus metrics (env `CHATKIT_METRICS`, `true`/`false`;
+    /// default on). Building an engine then installs the process's
+    /// recorder once; see [`crate::telemetry`].
+    pub metrics: bool,
+    /// Tokens one user may spend per UTC day (env `DAILY_TOKEN_BUDGET`;
+    /// default none). A turn that starts at or over it ends with a
+    /// `token_budget_exceeded` error event before the model is called.
+    pub daily_token_budget: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -143,6 +152,8 @@ impl Default for EngineConfig {
             max_page_size: crate::store::MAX_PAGE_SIZE,
             max_title_chars: 255,
             stream_buffer: 64,
+            metrics: true,
+            daily_token_budget: None,
         }
     }
 }
@@ -176,6 +187,8 @@ impl fmt::Debug for EngineConfig {
             .field("max_turns", &self.max_turns)
             .field("history_items", &self.history_items)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("metrics", &self.metrics)
+            .field("daily_token_budget", &self.daily_token_budget)
             .finish_non_exhaustive()
     }
 }
@@ -269,16 +282,25 @@ impl EngineConfig {
                 })
                 .transpose()
         };
-        if let Some(v) = get("OPENAI_HTTP2_PRIOR_KNOWLEDGE") {
-            self.openai_http2_prior_knowledge = match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    return Err(Error::Config(format!(
-                        "OPENAI_HTTP2_PRIOR_KNOWLEDGE must be true or false, got `{v}`"
-                    )));
-                }
-            };
+        let flag = |name: &str| -> Result<Option<bool>> {
+            get(name)
+                .map(|v| match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" => Ok(false),
+                    _ => Err(Error::Config(format!(
+                        "{name} must be true or false, got `{v}`"
+                    ))),
+                })
+                .transpose()
+        };
+        if let Some(v) = flag("OPENAI_HTTP2_PRIOR_KNOWLEDGE")? {
+            self.openai_http2_prior_knowledge = v;
+        }
+        if let Some(v) = flag("CHATKIT_METRICS")? {
+            self.metrics = v;
+        }
+        if let Some(v) = number("DAILY_TOKEN_BUDGET")? {
+            self.daily_token_budget = Some(v);
         }
         if let Some(v) = number("JWT_LEEWAY_SECS")? {
             self.jwt_leeway_secs = v;

@@ -92,6 +92,19 @@ pub enum Error {
     #[error("the agent did not finish within {0} turns")]
     MaxTurnsExceeded(usize),
 
+    /// The user has spent their daily token budget
+    /// ([`EngineConfig::daily_token_budget`](crate::EngineConfig::daily_token_budget));
+    /// the turn ended before the model was called.
+    #[error(
+        "You have used your daily budget of {budget} tokens ({used} used today). It renews at 00:00 UTC."
+    )]
+    TokenBudgetExceeded {
+        /// Tokens the user spent today.
+        used: u64,
+        /// The daily budget.
+        budget: u64,
+    },
+
     /// The database failed or could not be reached. The message is for
     /// logs (it is never sent to clients); the cause, when there is one, is
     /// kept as the [`source`](std::error::Error::source) (a `sqlx::Error`,
@@ -131,6 +144,7 @@ impl Error {
             Error::Model { .. } => "model_error",
             Error::Timeout(_) => "timeout",
             Error::MaxTurnsExceeded(_) => "max_turns_exceeded",
+            Error::TokenBudgetExceeded { .. } => "token_budget_exceeded",
             Error::Storage { .. } => "storage_error",
             Error::Config(_) => "invalid_config",
             Error::Internal(_) => "internal",
@@ -152,6 +166,7 @@ impl Error {
             Error::Model { .. } => 502,
             Error::Timeout(_) => 504,
             Error::MaxTurnsExceeded(_) => 500,
+            Error::TokenBudgetExceeded { .. } => 429,
             Error::Storage { .. } => 503,
             Error::Config(_) | Error::Internal(_) => 500,
         }

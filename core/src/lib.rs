@@ -51,6 +51,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod engine;
@@ -59,6 +60,7 @@ pub mod http;
 pub mod models;
 pub mod protocol;
 pub mod store;
+pub mod telemetry;
 pub mod todo;
 pub mod tools;
 pub mod validate;

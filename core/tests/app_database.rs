@@ -301,6 +301,7 @@ async fn the_earlier_layout_in_public_is_moved_with_every_row() {
     db.execute(
         "DROP TABLE public.chat_turn_leases; \
          DROP TABLE public.chat_approvals; \
+         DROP TABLE public.chat_token_usage; \
          DELETE FROM public._sqlx_migrations WHERE version > 1; \
          UPDATE public._sqlx_migrations SET checksum = '\\x0123'::BYTEA",
     )

@@ -1171,6 +1171,20 @@ impl chatkit_engine::store::Store for LandsLate {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+    async fn record_turn_usage(
+        &self,
+        usage: &chatkit_engine::store::TurnUsage,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.inner.record_turn_usage(usage, ctx).await
+    }
+    async fn token_usage(
+        &self,
+        scope: &chatkit_engine::store::UsageScope,
+        ctx: &RequestContext,
+    ) -> Result<chatkit_engine::store::UsageTotals> {
+        self.inner.token_usage(scope, ctx).await
+    }
 }
 
 /// Answers with one finished message, in a single `thread.item.done`.

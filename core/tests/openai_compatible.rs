@@ -127,7 +127,8 @@ async fn streams_text_and_reports_usage() {
             output_tokens: 5,
             cached_tokens: 0,
             reasoning_tokens: 0,
-            requests: 1
+            requests: 1,
+            estimated: false,
         })
     );
     let requests = server.requests();

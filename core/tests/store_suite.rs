@@ -83,6 +83,7 @@ suite! {
         concurrent_writes_all_land,
         approvals_are_answered_once_by_their_user_only,
         concurrent_answers_to_one_approval_decide_it_once,
+        token_usage_adds_up_by_turn_thread_day_and_user,
     ],
     db: [
         migrations_apply_twice,
@@ -1190,6 +1191,64 @@ async fn payloads_round_trip_byte_for_byte(store: &dyn Store) {
             .len(),
         1
     );
+}
+
+async fn token_usage_adds_up_by_turn_thread_day_and_user(store: &dyn Store) {
+    use chatkit_engine::store::{TurnUsage, UsageScope};
+    let thread = thread_of(store, &alice()).await;
+    let other = thread_of(store, &alice()).await;
+    let turn = |id: &str, thread_id: &str, day: &str, input: u64, output: u64, estimated: bool| {
+        TurnUsage {
+            turn_id: id.to_owned(),
+            thread_id: thread_id.to_owned(),
+            day: day.to_owned(),
+            input_tokens: input,
+            output_tokens: output,
+            model_calls: 1,
+            estimated,
+        }
+    };
+    let rows = [
+        turn("turn_1", &thread.id, "2026-03-01", 100, 10, false),
+        turn("turn_2", &thread.id, "2026-03-02", 200, 20, false),
+        turn("turn_3", &other.id, "2026-03-02", 300, 30, true),
+    ];
+    for row in &rows {
+        store.record_turn_usage(row, &alice()).await.unwrap();
+    }
+    // Recording a turn again replaces its counts (an upsert by turn id).
+    store
+        .record_turn_usage(
+            &turn("turn_1", &thread.id, "2026-03-01", 1, 1, false),
+            &alice(),
+        )
+        .await
+        .unwrap();
+    let totals =
+        |scope: UsageScope| async move { store.token_usage(&scope, &alice()).await.unwrap() };
+    let all = totals(UsageScope::All).await;
+    assert_eq!(
+        (all.input_tokens, all.output_tokens, all.turns),
+        (501, 51, 3)
+    );
+    assert!(all.estimated);
+    let day = totals(UsageScope::Day("2026-03-02".into())).await;
+    assert_eq!(
+        (day.total_tokens(), day.turns, day.model_calls),
+        (550, 2, 2)
+    );
+    let in_thread = totals(UsageScope::Thread(thread.id.clone())).await;
+    assert_eq!((in_thread.total_tokens(), in_thread.turns), (222, 2));
+    assert!(!in_thread.estimated);
+    let one = totals(UsageScope::Turn("turn_3".into())).await;
+    assert_eq!(one.total_tokens(), 330);
+    let none = totals(UsageScope::Day("2026-02-28".into())).await;
+    assert_eq!(none, Default::default());
+    // Usage is per user, and outlives a deleted thread.
+    let bob = store.token_usage(&UsageScope::All, &bob()).await.unwrap();
+    assert_eq!(bob.turns, 0);
+    store.delete_thread(&thread.id, &alice()).await.unwrap();
+    assert_eq!(totals(UsageScope::All).await.turns, 3);
 }
 
 async fn concurrent_writes_all_land(store: &dyn Store) {

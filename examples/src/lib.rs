@@ -3,4 +3,5 @@
 //! `mcp-stdio`.
 
 pub mod logging;
+pub mod otel;
 pub mod serve;

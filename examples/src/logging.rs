@@ -45,6 +45,7 @@
 //! ));
 //! ```
 
+use crate::otel::Otel;
 use chatkit_engine::validate::is_unsafe;
 use std::fmt;
 use tracing::field::{Field, Visit};
@@ -52,6 +53,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -75,19 +77,37 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    subscriber_with(format, filter, ansi, writer, None)
+}
+
+/// [`subscriber`] that also exports its spans through `otel` (see
+/// [`crate::otel`]) when given.
+pub fn subscriber_with<W>(
+    format: LogFormat,
+    filter: &str,
+    ansi: bool,
+    writer: W,
+    otel: Option<&Otel>,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel.map(Otel::layer));
+    let layer = tracing_subscriber::fmt::layer().with_ansi(ansi);
     match format {
-        LogFormat::Text => Box::new(builder.fmt_fields(EscapedFields).finish()),
+        LogFormat::Text => {
+            Box::new(registry.with(layer.fmt_fields(EscapedFields).with_writer(writer)))
+        }
         LogFormat::Json => Box::new(
-            builder
-                .json()
-                .flatten_event(true)
-                .map_writer(|writer| EscapeJson(writer))
-                .finish(),
+            registry.with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(EscapeJson(writer)),
+            ),
         ),
     }
 }
@@ -144,6 +164,11 @@ impl<W: std::io::Write> std::io::Write for EscapeJsonWriter<W> {
 /// filters (else `default_filter`), colours when stderr is a terminal.
 /// Does nothing when a global subscriber is already set.
 pub fn init(format: LogFormat, default_filter: &str) {
+    init_with(format, default_filter, None);
+}
+
+/// [`init`], also exporting spans through `otel` when given.
+pub fn init_with(format: LogFormat, default_filter: &str, otel: Option<&Otel>) {
     use std::io::IsTerminal;
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -151,11 +176,12 @@ pub fn init(format: LogFormat, default_filter: &str) {
         .unwrap_or_else(|| default_filter.to_owned());
     let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
     // Also routes the events of crates that log through `log`.
-    let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber(
+    let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber_with(
         format,
         &filter,
         ansi,
         std::io::stderr,
+        otel,
     ));
 }
 

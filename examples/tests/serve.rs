@@ -84,6 +84,12 @@ fn config(extra: &[&str]) -> Result<ServeConfig, String> {
     if !given("--log-format") {
         args.log_format = LogFormat::Text;
     }
+    if !given("--metrics-addr") {
+        args.metrics_addr = None;
+    }
+    if !given("--metrics-token") {
+        args.metrics_token = None;
+    }
     ServeConfig::from_args(args, |_| None)
 }
 
@@ -1581,4 +1587,143 @@ fn config_with_auth(extra: &[&str]) -> ServeConfig {
     args.jwt_issuer = None;
     args.jwt_secret = None;
     ServeConfig::from_args(args, |_| None).unwrap()
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_loopback_behind_a_token_or_on_their_own_address() {
+    // Loopback, nothing set: on the main port, counting the turn that ran.
+    let server = start(&[]).await;
+    let token = server.dev_token("alice").await;
+    let res = server.chatkit(Some(&token), create_body("hello")).await;
+    assert_eq!(res.status(), 200);
+    res.bytes().await.unwrap();
+    let res = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        header(&res, "content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE chatkit_turns_started_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chatkit_turns_finished_total{outcome=\"completed\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE chatkit_turn_duration_seconds histogram"),
+        "{text}"
+    );
+    server.stop().await.unwrap();
+
+    // Behind a token.
+    let metrics_token = "metrics-0123456789abcdef";
+    let server = start(&["--metrics-token", metrics_token]).await;
+    let res = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 401, "unauthorized").await;
+    let res = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth("metrics-0123456789abcdeX")
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 401, "unauthorized").await;
+    let res = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth(metrics_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    server.stop().await.unwrap();
+
+    // On an address of its own: not on the main port.
+    let bound = Server::bind(config(&["--metrics-addr", "127.0.0.1:0"]).unwrap())
+        .await
+        .unwrap();
+    let main = format!("http://{}", bound.local_addr());
+    let metrics = format!("http://{}/metrics", bound.metrics_addr().unwrap());
+    assert!(bound.banner().contains(&metrics), "{}", bound.banner());
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(bound.run_until(async move {
+        let _ = rx.await;
+    }));
+    let http = http_client().unwrap();
+    let res = http.get(format!("{main}/metrics")).send().await.unwrap();
+    error_body(res, 404, "not_found").await;
+    let res = http.get(&metrics).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = tx.send(());
+    handle.await.unwrap().unwrap();
+
+    let err = config(&["--metrics-token", "short"]).unwrap_err();
+    assert!(err.contains("METRICS_TOKEN"), "{err}");
+    let err = config(&["--metrics-addr", "nowhere"]).unwrap_err();
+    assert!(err.contains("METRICS_ADDR"), "{err}");
+}
+
+#[tokio::test]
+async fn the_demo_page_reads_the_callers_token_usage() {
+    let server = start(&[]).await;
+    let token = server.dev_token("alice").await;
+    let res = server
+        .chatkit(Some(&token), create_body("add task buy milk"))
+        .await;
+    let events = sse_events(&res.bytes().await.unwrap());
+    let thread_id = events[0]["thread"]["id"].as_str().unwrap().to_owned();
+    let res = server
+        .http
+        .get(server.url(&format!("/api/usage?thread_id={thread_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let usage: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(usage["today"]["turns"], 1);
+    assert_eq!(usage["thread"]["turns"], 1);
+    assert_eq!(
+        usage["today"]["estimated"], true,
+        "the offline model reports no usage"
+    );
+    assert!(usage["today"]["input_tokens"].as_u64().unwrap() > 0);
+    let res = server
+        .http
+        .get(server.url("/api/usage"))
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 401, "unauthorized").await;
+    let bob = server.dev_token("bob").await;
+    let res = server
+        .http
+        .get(server.url(&format!("/api/usage?thread_id={thread_id}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    error_body(res, 404, "not_found").await;
+    let page = server
+        .http
+        .get(server.url("/static/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.text().await.unwrap().contains("/api/usage"));
+    server.stop().await.unwrap();
 }

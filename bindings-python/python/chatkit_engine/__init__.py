@@ -51,6 +51,7 @@ from .errors import (
     InternalError,
     InvalidRequestError,
     MaxTurnsExceededError,
+    TokenBudgetExceededError,
     ModelError,
     NotFoundError,
     NotSupportedError,
@@ -80,6 +81,7 @@ __all__ = [
     "InternalError",
     "InvalidRequestError",
     "MaxTurnsExceededError",
+    "TokenBudgetExceededError",
     "ModelError",
     "NotFoundError",
     "NotSupportedError",
@@ -317,6 +319,24 @@ class ChatEngine:
         else:
             data = bytes(body)
         return self._native.process(data, ctx)
+
+    def metrics(self) -> str:
+        """This process's metrics in the Prometheus text format (turns,
+        model and tool calls, tokens, streams, store and pool, auth
+        failures), for a host's ``/metrics`` route. Raises
+        :class:`ConfigError` when ``metrics`` is off in the config."""
+        return self._native.metrics()
+
+    def token_usage(
+        self, ctx: RequestContext, thread_id: Optional[str] = None
+    ) -> Awaitable[Dict[str, Any]]:
+        """The caller's token usage: ``{"day", "today", "total", "thread",
+        "daily_budget", "remaining_today"}``; each total has
+        ``input_tokens``, ``output_tokens``, ``turns``, ``model_calls`` and
+        ``estimated`` (true when a provider reported no usage and the
+        engine counted). ``thread`` is ``None`` unless ``thread_id`` is
+        given; another user's thread raises :class:`NotFoundError`."""
+        return self._native.token_usage(ctx, thread_id)
 
     async def __aenter__(self) -> "ChatEngine":
         await self.start()

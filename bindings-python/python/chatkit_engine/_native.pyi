@@ -1,7 +1,7 @@
 """Type stubs of the extension module (hand-written; the public API is
 ``chatkit_engine``)."""
 
-from typing import Any, AsyncIterator, Awaitable, Optional, final
+from typing import Any, AsyncIterator, Awaitable, Dict, Optional, final
 
 from typing_extensions import Self
 
@@ -75,3 +75,7 @@ class Engine:
     def authenticate(self, authorization: Optional[str]) -> Awaitable[RequestContext]: ...
     def run_task_tool(self, name: str, arguments_json: str, ctx: RequestContext) -> Awaitable[Any]: ...
     def process(self, body: bytes, ctx: RequestContext) -> Awaitable[ProcessResult]: ...
+    def metrics(self) -> str: ...
+    def token_usage(
+        self, ctx: RequestContext, thread_id: Optional[str] = None
+    ) -> Awaitable[Dict[str, Any]]: ...

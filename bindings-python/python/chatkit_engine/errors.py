@@ -27,6 +27,7 @@ __all__ = [
     "ModelError",
     "EngineTimeoutError",
     "MaxTurnsExceededError",
+    "TokenBudgetExceededError",
     "StorageError",
     "ConfigError",
     "InternalError",
@@ -164,6 +165,13 @@ class MaxTurnsExceededError(ChatKitError):
     http_status = 500
 
 
+class TokenBudgetExceededError(ChatKitError):
+    """The user has spent their daily token budget (429)."""
+
+    code = "token_budget_exceeded"
+    http_status = 429
+
+
 class StorageError(ChatKitError):
     """The database failed or could not be reached (503)."""
 
@@ -198,6 +206,7 @@ _BY_CODE: Dict[str, Type[ChatKitError]] = {
         CustomError,
         TurnCancelledError,
         ModelError,
+        TokenBudgetExceededError,
         EngineTimeoutError,
         MaxTurnsExceededError,
         StorageError,

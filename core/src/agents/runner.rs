@@ -75,6 +75,9 @@ pub enum RunEvent {
         text: String,
         /// Whether the response asked for tools (so its text is not final).
         has_tool_calls: bool,
+        /// The call's tokens: the provider's count, or an estimate
+        /// ([`Usage::estimate`], flagged) when it reported none.
+        usage: Usage,
     },
     /// A tool is about to run (reported in call order).
     ToolStarted {
@@ -174,6 +177,7 @@ impl Runner {
             items: input,
             ctx,
             usage: Usage::default(),
+            model_call: None,
             used_tools: false,
             turn: 0,
             step: Step::AgentStarted,
@@ -202,6 +206,7 @@ impl Runner {
             items: paused.items,
             ctx,
             usage: paused.usage,
+            model_call: None,
             used_tools: true,
             turn: paused.turn,
             step: Step::Done,
@@ -328,6 +333,8 @@ struct Run {
     ctx: RequestContext,
     /// Tokens used by the model calls so far.
     usage: Usage,
+    /// The model call in progress, for its metrics.
+    model_call: Option<ModelCallMetric>,
     /// Whether the current agent used a tool (its forced `tool_choice` is
     /// then cleared).
     used_tools: bool,
@@ -453,6 +460,14 @@ impl Run {
 
     fn fail(&mut self, err: Error) -> Poll<Option<Result<RunEvent>>> {
         self.step = Step::Done;
+        if let Some(call) = self.model_call.take() {
+            let outcome = if matches!(err, Error::Cancelled) {
+                "cancelled"
+            } else {
+                "error"
+            };
+            call.finish(outcome, None);
+        }
         Poll::Ready(Some(Err(err)))
     }
 
@@ -490,6 +505,11 @@ impl Run {
             }
         });
         let model = Arc::clone(self.model());
+        self.model_call = Some(ModelCallMetric {
+            provider: model.provider().to_owned(),
+            started: Instant::now(),
+            done: false,
+        });
         let call = Box::pin(async move { model.stream(request).await });
         Ok(Step::Connecting(call, span))
     }
@@ -497,10 +517,13 @@ impl Run {
     /// Records a model response; returns its `ResponseCompleted` and sets
     /// what follows: the final answer, or the response's tool calls.
     fn respond(&mut self, response: ModelResponse) -> RunEvent {
-        if let Some(call_usage) = &response.usage {
-            self.usage.add(call_usage);
-        } else {
-            self.usage.requests += 1;
+        let call_usage = match response.usage {
+            Some(usage) => usage,
+            None => Usage::estimate(&self.items, &response),
+        };
+        self.usage.add(&call_usage);
+        if let Some(call) = self.model_call.take() {
+            call.finish("ok", Some(&call_usage));
         }
         let has_tool_calls = !response.tool_calls.is_empty();
         self.items.push(ChatMessage::Assistant {
@@ -517,6 +540,7 @@ impl Run {
         RunEvent::ResponseCompleted {
             text: response.text,
             has_tool_calls,
+            usage: call_usage,
         }
     }
 
@@ -589,6 +613,13 @@ impl Run {
                         }
                         _ => None,
                     };
+                    // Names the model made up share one label (bounded label
+                    // values).
+                    let label = if tool.is_some() {
+                        call.name.clone()
+                    } else {
+                        "unknown".to_owned()
+                    };
                     let outcome = match (plan, tool) {
                         (Plan::Ask, _) if prompt.is_some() => {
                             Outcome::Ask(prompt.unwrap_or_default())
@@ -597,7 +628,11 @@ impl Run {
                             "Not run: another action is waiting for the user's confirmation. Ask again after it.",
                         )),
                         (Plan::Declined, _) => Outcome::Ran(ToolOutput::text(DECLINED_OUTPUT)),
-                        (_, tool) => Outcome::Ran(run_tool(tool, &call, &ctx, timeout).await),
+                        (_, tool) => {
+                            let output = run_tool(tool, &call, &ctx, timeout).await;
+                            crate::telemetry::tool_call(&label, !output.is_error, started.elapsed());
+                            Outcome::Ran(output)
+                        }
                     };
                     (index, call, outcome, started.elapsed())
                 }
@@ -647,6 +682,34 @@ impl Run {
             self.step = Step::Handoff(next);
         }
         None
+    }
+}
+
+/// Times one model call; a call dropped before it ended counts as
+/// `cancelled`.
+struct ModelCallMetric {
+    provider: String,
+    started: Instant,
+    done: bool,
+}
+
+impl ModelCallMetric {
+    fn finish(mut self, outcome: &'static str, usage: Option<&Usage>) {
+        self.done = true;
+        crate::telemetry::model_call(
+            &self.provider,
+            outcome,
+            self.started.elapsed(),
+            usage.map(|u| (u.input_tokens, u.output_tokens)),
+        );
+    }
+}
+
+impl Drop for ModelCallMetric {
+    fn drop(&mut self) {
+        if !self.done {
+            crate::telemetry::model_call(&self.provider, "cancelled", self.started.elapsed(), None);
+        }
     }
 }
 

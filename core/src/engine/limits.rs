@@ -165,7 +165,7 @@ fn check_cursor(after: Option<&str>) -> Result<()> {
     }
 }
 
-fn check_id(field: &str, id: &str) -> Result<()> {
+pub(super) fn check_id(field: &str, id: &str) -> Result<()> {
     validate::identifier(&format!("params.{field}"), id, MAX_ID_CHARS)
 }
 

@@ -41,6 +41,7 @@ impl ThreadLocks {
         if !busy.insert(key.clone()) {
             return None;
         }
+        crate::telemetry::busy_threads(1.0);
         Some(ThreadLease {
             locks: Arc::clone(self),
             key,
@@ -68,7 +69,9 @@ impl Drop for ThreadLease {
             .busy
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        busy.remove(&self.key);
+        if busy.remove(&self.key) {
+            crate::telemetry::busy_threads(-1.0);
+        }
     }
 }
 

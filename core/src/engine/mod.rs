@@ -51,14 +51,32 @@ pub use stream::{EventStream, SseStream};
 pub use turn::{CANCELLED_MARKER_TEXT, Turn};
 
 use crate::auth::JwtVerifier;
+use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::protocol::Request;
-use crate::store::{SharedStore, Store};
+use crate::store::{SharedStore, Store, UsageScope, UsageTotals};
 use bytes::Bytes;
 use locks::ThreadLocks;
 use std::sync::Arc;
 use tracing::Instrument;
+
+/// A caller's token usage, as [`ChatEngine::token_usage`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UsageReport {
+    /// Today's UTC date (`YYYY-MM-DD`) by the engine's clock.
+    pub day: String,
+    /// Turns started today.
+    pub today: UsageTotals,
+    /// Every turn.
+    pub total: UsageTotals,
+    /// The turns of the thread asked for.
+    pub thread: Option<UsageTotals>,
+    /// The configured daily budget, if any.
+    pub daily_budget: Option<u64>,
+    /// Tokens left today under the budget.
+    pub remaining_today: Option<u64>,
+}
 
 /// What [`ChatEngine::process`] returns.
 #[derive(Debug)]
@@ -94,6 +112,7 @@ struct Inner {
     locks: Arc<ThreadLocks>,
     /// Names this engine in the turn leases it takes.
     replica: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ChatEngine {
@@ -113,6 +132,7 @@ pub struct ChatEngineBuilder {
     responder: Option<Arc<dyn Responder>>,
     attachments: Option<Arc<dyn AttachmentStore>>,
     config: EngineConfig,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl ChatEngineBuilder {
@@ -158,7 +178,15 @@ impl ChatEngineBuilder {
         self
     }
 
-    /// Builds the engine.
+    /// The clock that says which UTC day a turn's tokens count against
+    /// (default [`SystemClock`]; tests pass a [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Builds the engine. With [`EngineConfig::metrics`] on, this installs
+    /// the process's metrics recorder (once; see [`crate::telemetry`]).
     pub fn build(self) -> Result<ChatEngine> {
         let store = self
             .store
@@ -169,6 +197,12 @@ impl ChatEngineBuilder {
         let config = self.config;
         config.validate()?;
         let model_name = responder.model_name().to_owned();
+        let store = if config.metrics {
+            crate::telemetry::install();
+            Arc::new(crate::store::Metered::new(store)) as SharedStore
+        } else {
+            store
+        };
         Ok(ChatEngine {
             inner: Arc::new(Inner {
                 store,
@@ -179,6 +213,7 @@ impl ChatEngineBuilder {
                 config,
                 locks: Arc::new(ThreadLocks::default()),
                 replica: replica_name(),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             }),
         })
     }
@@ -218,6 +253,14 @@ impl ChatEngine {
     /// missing or malformed, the token does not verify, or no verification
     /// is configured.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<RequestContext> {
+        let result = self.verify(authorization).await;
+        if let Err(err) = &result {
+            crate::telemetry::auth_failure(err.code());
+        }
+        result
+    }
+
+    async fn verify(&self, authorization: Option<&str>) -> Result<RequestContext> {
         let header = authorization
             .map(str::trim)
             .filter(|h| !h.is_empty())
@@ -241,6 +284,52 @@ impl ChatEngine {
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The caller's token usage: today (the engine clock's UTC day, what
+    /// the daily budget counts), overall, and for `thread_id` when given.
+    pub async fn token_usage(
+        &self,
+        ctx: &RequestContext,
+        thread_id: Option<&str>,
+    ) -> Result<UsageReport> {
+        crate::validate::user_id(&ctx.user_id)?;
+        let store = self.store();
+        let day = self.inner.clock.today();
+        let today = store
+            .token_usage(&UsageScope::Day(day.clone()), ctx)
+            .await?;
+        let total = store.token_usage(&UsageScope::All, ctx).await?;
+        let thread = match thread_id {
+            Some(id) => {
+                limits::check_id("thread_id", id)?;
+                // Another user's (or no) thread is not found, as everywhere.
+                store.load_thread(id, ctx).await?;
+                Some(
+                    store
+                        .token_usage(&UsageScope::Thread(id.to_owned()), ctx)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let budget = self.inner.config.daily_token_budget;
+        Ok(UsageReport {
+            day,
+            today,
+            total,
+            thread,
+            daily_budget: budget,
+            remaining_today: budget.map(|b| b.saturating_sub(today.total_tokens())),
+        })
+    }
+
+    /// This process's metrics in the Prometheus text format (every engine
+    /// of the process shares one recorder). Fails with `invalid_config` when
+    /// [`EngineConfig::metrics`] is off or the host installed another
+    /// recorder.
+    pub fn metrics_text(&self) -> Result<String> {
+        crate::telemetry::render()
     }
 
     /// How many turns are running right now.

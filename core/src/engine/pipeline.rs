@@ -25,6 +25,8 @@ use crate::protocol::{
     StructuredInputSubmission, Thread, ThreadItem, ThreadMetadata, ThreadStreamEvent, Timestamp,
     UserMessage, UserMessageInput, new_id,
 };
+use crate::store::{TurnUsage, UsageScope};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// How many of the newest items are searched for stale pending client tool
@@ -47,6 +49,8 @@ struct TurnPlan {
     /// Events processed right after `stream_options` (persisted then).
     opening: Vec<ThreadStreamEvent>,
     phase: Phase,
+    /// When the request arrived (turn duration and time to first event).
+    started: Instant,
 }
 
 /// Plans the turn and starts it in its own task; the stream carries its
@@ -59,8 +63,9 @@ pub(super) async fn start(
     // The lease lives outside the plan so that a request failing after it
     // was taken frees the thread before its error is answered: the next
     // request must not find the thread busy.
+    let started = Instant::now();
     let mut leased = None;
-    let planned = plan(engine, request, &ctx, &mut leased).await;
+    let planned = plan(engine, request, &ctx, &mut leased, started).await;
     let (plan, lease) = match (planned, leased) {
         (Ok(plan), Some(lease)) => (plan, lease),
         (Ok(_), None) => {
@@ -131,6 +136,7 @@ async fn plan(
     request: StreamingRequest,
     ctx: &RequestContext,
     leased: &mut Option<TurnLease>,
+    started: Instant,
 ) -> Result<TurnPlan> {
     let store = engine.store();
     match request {
@@ -156,6 +162,7 @@ async fn plan(
                 ],
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
+                started,
             })
         }
         StreamingRequest::ThreadsAddUserMessage(params) => {
@@ -171,6 +178,7 @@ async fn plan(
                 }],
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
+                started,
             })
         }
         StreamingRequest::ThreadsAddClientToolOutput(params) => {
@@ -205,6 +213,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(None),
+                started,
             })
         }
         StreamingRequest::ThreadsAddStructuredInput(params) => {
@@ -230,6 +239,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: vec![ThreadStreamEvent::ItemReplaced { item }],
                 phase: Phase::Respond(None),
+                started,
             })
         }
         StreamingRequest::ThreadsRetryAfterItem(params) => {
@@ -252,6 +262,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Respond(Some(message)),
+                started,
             })
         }
         StreamingRequest::ThreadsCustomAction(params) => {
@@ -266,6 +277,7 @@ async fn plan(
                 prelude: Vec::new(),
                 opening: Vec::new(),
                 phase: Phase::Action(params.action, sender),
+                started,
             })
         }
     }
@@ -364,8 +376,12 @@ async fn run_turn(
         prelude,
         opening,
         phase,
+        started,
     } = *plan;
-    let mut turn = Turn::new(thread, ctx, engine.store().clone(), tx);
+    crate::telemetry::turn_started();
+    // The day the turn's tokens count against: the day it started.
+    let day = engine.inner.clock.today();
+    let mut turn = Turn::new(thread, ctx, engine.store().clone(), tx, started);
     let watcher = turn.disconnect_watcher();
     let responder = engine.inner.responder.clone();
     let outcome = tokio::select! {
@@ -375,6 +391,7 @@ async fn run_turn(
             }
             let options = responder.stream_options(turn.thread(), turn.context());
             turn.send(ThreadStreamEvent::StreamOptions { stream_options: options }).await?;
+            check_budget(&engine, &day, turn.context()).await?;
             for event in opening {
                 turn.emit(event).await?;
             }
@@ -389,6 +406,12 @@ async fn run_turn(
         () = lease.keep_alive() => Ok(()),
     };
     drop(watcher);
+    let label = match &outcome {
+        Ok(()) => "completed",
+        Err(Error::Cancelled) => "cancelled",
+        Err(Error::TokenBudgetExceeded { .. }) => "budget_exceeded",
+        Err(_) => "failed",
+    };
     match outcome {
         Ok(()) => tracing::debug!("turn complete"),
         Err(Error::Cancelled) => {
@@ -407,7 +430,58 @@ async fn run_turn(
             }
         }
     }
+    record_usage(&engine, &turn, day).await;
+    crate::telemetry::turn_finished(label, started.elapsed());
     lease.release().await;
+}
+
+/// Refuses to start the model when the caller has spent today's budget
+/// ([`EngineConfig::daily_token_budget`](crate::EngineConfig::daily_token_budget)).
+/// A turn that starts below the budget runs to its end, so a user can go
+/// over by at most one turn.
+async fn check_budget(engine: &ChatEngine, day: &str, ctx: &RequestContext) -> Result<()> {
+    let Some(budget) = engine.config().daily_token_budget else {
+        return Ok(());
+    };
+    let used = engine
+        .store()
+        .token_usage(&UsageScope::Day(day.to_owned()), ctx)
+        .await?
+        .total_tokens();
+    if used >= budget {
+        tracing::info!(
+            used,
+            budget,
+            "daily token budget spent; the model is not called"
+        );
+        return Err(Error::TokenBudgetExceeded { used, budget });
+    }
+    Ok(())
+}
+
+/// Stores the tokens of the turn, whatever its outcome (a cancelled turn
+/// spent them too). A failure is logged: the answer is already out.
+async fn record_usage(engine: &ChatEngine, turn: &Turn, day: String) {
+    let tokens = turn.token_usage();
+    if tokens.model_calls == 0 {
+        return;
+    }
+    let usage = TurnUsage {
+        turn_id: format!("turn_{}", uuid::Uuid::new_v4().simple()),
+        thread_id: turn.thread().id.clone(),
+        day,
+        input_tokens: tokens.input_tokens,
+        output_tokens: tokens.output_tokens,
+        model_calls: tokens.model_calls,
+        estimated: tokens.estimated,
+    };
+    if let Err(err) = engine
+        .store()
+        .record_turn_usage(&usage, turn.context())
+        .await
+    {
+        tracing::error!(code = err.code(), error = %err, "failed to store the token usage of a turn");
+    }
 }
 
 /// The `error` event for a failed respond phase: errors with a safe message

@@ -15,6 +15,24 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub struct EventStream {
     rx: mpsc::Receiver<Box<ThreadStreamEvent>>,
+    _open: OpenStream,
+}
+
+/// Counts the stream in `chatkit_open_streams` while it lives.
+#[derive(Debug)]
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> Self {
+        crate::telemetry::open_streams(1.0);
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        crate::telemetry::open_streams(-1.0);
+    }
 }
 
 /// The sending half of an [`EventStream`]. Events travel boxed: the channel
@@ -26,7 +44,13 @@ impl EventStream {
     /// A stream and its sender, buffering up to `buffer` events.
     pub(crate) fn channel(buffer: usize) -> (EventSender, Self) {
         let (tx, rx) = mpsc::channel(buffer);
-        (tx, Self { rx })
+        (
+            tx,
+            Self {
+                rx,
+                _open: OpenStream::new(),
+            },
+        )
     }
 
     /// The next event, or `None` when the response is complete.

@@ -8,7 +8,8 @@ use crate::protocol::{
     AssistantMessageContent, IdKind, ItemKind, SdkHiddenContext, Thread, ThreadItem,
     ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent, Timestamp, new_id,
 };
-use crate::store::SharedStore;
+use crate::store::{SharedStore, UsageTotals};
+use std::time::Instant;
 use tokio::task::JoinHandle;
 
 /// The text of the hidden item written when the user stops a response; the
@@ -34,6 +35,10 @@ pub struct Turn {
     pending: Vec<ThreadItem>,
     /// The item write in progress, if any (see [`Turn::write`]).
     in_flight: Option<JoinHandle<Result<()>>>,
+    /// When the turn began, until its first responder event (then `None`).
+    awaiting_first_event: Option<Instant>,
+    /// Tokens the responder reported for this turn.
+    tokens: UsageTotals,
 }
 
 impl std::fmt::Debug for Turn {
@@ -52,6 +57,7 @@ impl Turn {
         ctx: RequestContext,
         store: SharedStore,
         tx: EventSender,
+        started: Instant,
     ) -> Self {
         Self {
             saved_thread: thread.clone(),
@@ -61,7 +67,24 @@ impl Turn {
             tx,
             pending: Vec::new(),
             in_flight: None,
+            awaiting_first_event: Some(started),
+            tokens: UsageTotals::default(),
         }
+    }
+
+    /// Counts one model call's tokens against this turn (and so against the
+    /// user's day). The engine stores the turn's total when it ends, however
+    /// it ends; `estimated` flags counts the provider did not report.
+    pub fn record_model_call(&mut self, input_tokens: u64, output_tokens: u64, estimated: bool) {
+        self.tokens.input_tokens = self.tokens.input_tokens.saturating_add(input_tokens);
+        self.tokens.output_tokens = self.tokens.output_tokens.saturating_add(output_tokens);
+        self.tokens.model_calls += 1;
+        self.tokens.estimated |= estimated;
+    }
+
+    /// The tokens recorded so far in this turn.
+    pub fn token_usage(&self) -> UsageTotals {
+        self.tokens
     }
 
     /// The thread being answered.
@@ -108,6 +131,9 @@ impl Turn {
         // would otherwise reserve room for it for as long as the stream is
         // open.
         let event = Box::new(event);
+        if let Some(started) = self.awaiting_first_event.take() {
+            crate::telemetry::turn_first_event(started.elapsed());
+        }
         async move {
             if let Some(event) = self.apply(event).await? {
                 self.send_boxed(event).await?;

@@ -512,6 +512,7 @@ impl ChunkAccumulator {
             cached_tokens: cached.unwrap_or(0),
             reasoning_tokens: reasoning.unwrap_or(0),
             requests: 1,
+            estimated: false,
         });
     }
 
@@ -918,7 +919,8 @@ mod tests {
                 output_tokens: 38,
                 cached_tokens: 64,
                 reasoning_tokens: 7,
-                requests: 1
+                requests: 1,
+                estimated: false,
             })
         );
     }

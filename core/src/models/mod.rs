@@ -61,6 +61,29 @@ pub enum ChatMessage {
     },
 }
 
+impl ChatMessage {
+    /// Bytes of text this message carries (content, tool calls, reasoning).
+    fn text_len(&self) -> usize {
+        match self {
+            ChatMessage::System { content }
+            | ChatMessage::User { content }
+            | ChatMessage::Tool { content, .. } => content.len(),
+            ChatMessage::Assistant {
+                content,
+                tool_calls,
+                reasoning,
+            } => {
+                content.as_ref().map_or(0, String::len)
+                    + reasoning.as_ref().map_or(0, String::len)
+                    + tool_calls
+                        .iter()
+                        .map(|c| c.name.len() + c.arguments.len())
+                        .sum::<usize>()
+            }
+        }
+    }
+}
+
 /// A tool call requested by the model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
@@ -140,6 +163,10 @@ pub struct Usage {
     pub reasoning_tokens: u64,
     /// Model calls counted.
     pub requests: u64,
+    /// Whether the counts are estimates (the provider reported none; see
+    /// [`Usage::estimate`]).
+    #[serde(default)]
+    pub estimated: bool,
 }
 
 impl Usage {
@@ -150,6 +177,28 @@ impl Usage {
         self.cached_tokens += other.cached_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
         self.requests += other.requests;
+        self.estimated |= other.estimated;
+    }
+
+    /// An estimate for a call that reported no usage: about four bytes a
+    /// token (what providers count for English), flagged as an estimate.
+    pub fn estimate(messages: &[ChatMessage], response: &ModelResponse) -> Usage {
+        let input: usize = messages.iter().map(ChatMessage::text_len).sum();
+        let output = response.text.len()
+            + response.reasoning.as_ref().map_or(0, String::len)
+            + response
+                .tool_calls
+                .iter()
+                .map(|c| c.name.len() + c.arguments.len())
+                .sum::<usize>();
+        Usage {
+            input_tokens: input.div_ceil(4) as u64,
+            output_tokens: output.div_ceil(4) as u64,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            requests: 1,
+            estimated: true,
+        }
     }
 }
 
@@ -205,6 +254,12 @@ pub type ModelStream = BoxStream<'static, Result<ModelEvent>>;
 pub trait Model: Send + Sync + 'static {
     /// A name for logs and spans (e.g. the model id).
     fn name(&self) -> &str;
+
+    /// The provider, for metrics labels (`openai`, `deepseek`, `scripted`;
+    /// `custom` unless a model says otherwise).
+    fn provider(&self) -> &str {
+        "custom"
+    }
 
     /// Starts one model call. Errors before the first event are returned
     /// here; later failures arrive as `Err` items of the stream.

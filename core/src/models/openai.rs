@@ -951,6 +951,10 @@ impl Model for OpenAiCompatible {
         &self.inner.model
     }
 
+    fn provider(&self) -> &str {
+        &self.inner.dialect.name
+    }
+
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream> {
         let mut body = serde_json::to_vec(&self.body(&request))
             .map_err(|e| Error::Internal(format!("model request did not serialise: {e}")))?;

@@ -40,6 +40,10 @@ impl Model for Paced {
         self.inner.name()
     }
 
+    fn provider(&self) -> &str {
+        self.inner.provider()
+    }
+
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream> {
         let delay = self.delay;
         let events = self.inner.stream(request).await?;

@@ -222,6 +222,10 @@ impl Model for ScriptedModel {
         &self.name
     }
 
+    fn provider(&self) -> &str {
+        "scripted"
+    }
+
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream> {
         let response = self.respond(&request);
         let mut events: Vec<Result<ModelEvent>> = response
@@ -252,5 +256,6 @@ fn estimate_usage(request: &ModelRequest) -> Usage {
         cached_tokens: 0,
         reasoning_tokens: 0,
         requests: 1,
+        estimated: true,
     }
 }

@@ -28,11 +28,13 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
+mod metered;
 mod pg_pool;
 pub mod pg_schema;
 mod postgres;
 mod sqlite;
 
+pub(crate) use metered::Metered;
 pub use pg_pool::{PgConnectionPool, PoolSettings, PooledConnection};
 pub use pg_schema::{DEFAULT_SCHEMA, MigrationReport};
 pub use postgres::PostgresStore;
@@ -42,6 +44,7 @@ use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{Attachment, FeedbackKind, Order, Page, ThreadItem, ThreadMetadata};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,6 +221,19 @@ pub trait Store: Send + Sync + 'static {
         let _ = (thread_id, owner, ctx);
         Ok(())
     }
+
+    /// Records the tokens of one turn (an upsert by `usage.turn_id`).
+    /// Usage rows outlive their thread: deleting a thread does not give the
+    /// user their tokens back.
+    async fn record_turn_usage(&self, usage: &TurnUsage, ctx: &RequestContext) -> Result<()>;
+
+    /// The caller's token totals over `scope`.
+    async fn token_usage(&self, scope: &UsageScope, ctx: &RequestContext) -> Result<UsageTotals>;
+
+    /// The backend's name in metrics (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// A run paused until the user confirms or cancels a tool call.
@@ -254,6 +270,71 @@ impl ApprovalDecision {
             ApprovalDecision::Declined => "declined",
         }
     }
+}
+
+/// The tokens one turn spent, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnUsage {
+    /// The turn's id (`turn_...`).
+    pub turn_id: String,
+    /// The thread it answered.
+    pub thread_id: String,
+    /// The UTC day the turn started, `YYYY-MM-DD` (what budgets count by).
+    pub day: String,
+    /// Prompt tokens of every model call of the turn.
+    pub input_tokens: u64,
+    /// Generated tokens of every model call of the turn.
+    pub output_tokens: u64,
+    /// Model calls made.
+    pub model_calls: u64,
+    /// Whether any count was estimated (the provider reported none).
+    pub estimated: bool,
+}
+
+/// Which of the caller's turns [`Store::token_usage`] adds up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "value", rename_all = "snake_case")]
+pub enum UsageScope {
+    /// Every turn.
+    All,
+    /// Turns started on this UTC day (`YYYY-MM-DD`).
+    Day(String),
+    /// Turns of this thread.
+    Thread(String),
+    /// One turn.
+    Turn(String),
+}
+
+/// Token totals of some turns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+    /// Turns counted.
+    pub turns: u64,
+    /// Model calls counted.
+    pub model_calls: u64,
+    /// Whether any of the counts was estimated.
+    pub estimated: bool,
+}
+
+impl UsageTotals {
+    /// Input plus output tokens (what budgets count).
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+}
+
+/// A store count read back as `u64` (stored as signed 64-bit integers).
+pub(crate) fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// A token count as stored (signed 64-bit integers; saturates).
+pub(crate) fn stored(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// A shared, type-erased store.

@@ -44,9 +44,10 @@ use sqlx::postgres::{
     Postgres,
 };
 use sqlx::{ConnectOptions, Connection, Describe, Either, Execute, Executor};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// Limits and timings of a [`PgConnectionPool`]. The defaults suit a
 /// serverless endpoint such as Neon's: a few connections, recycled before
@@ -97,6 +98,16 @@ struct Shared {
     /// Idle connections, the most recently used last (taken first, so the
     /// least used ones age out).
     idle: Mutex<Vec<IdleConnection>>,
+    /// Connections lent right now (for the metrics).
+    lent: AtomicUsize,
+}
+
+impl Shared {
+    /// Reports the pool's connections to `chatkit_pool_connections`.
+    fn report(&self) {
+        let idle = self.idle().len();
+        crate::telemetry::pool_connections(self.lent.load(Ordering::Relaxed), idle);
+    }
 }
 
 struct IdleConnection {
@@ -154,6 +165,7 @@ impl PgConnectionPool {
                 permits: Arc::new(Semaphore::new(settings.max_connections.max(1))),
                 settings,
                 idle: Mutex::new(Vec::new()),
+                lent: AtomicUsize::new(0),
             }),
         };
         pool.acquire().await?.release();
@@ -177,10 +189,20 @@ impl PgConnectionPool {
         // Waiting for a permit, checking idle connections and opening a new
         // one all count against the same limit.
         let deadline = tokio::time::Instant::now() + shared.settings.acquire_timeout;
-        let permit = tokio::time::timeout_at(deadline, Arc::clone(&shared.permits).acquire_owned())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let permit = match Arc::clone(&shared.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(sqlx::Error::PoolClosed),
+            Err(TryAcquireError::NoPermits) => {
+                let waiting = Instant::now();
+                let permit =
+                    tokio::time::timeout_at(deadline, Arc::clone(&shared.permits).acquire_owned())
+                        .await;
+                crate::telemetry::pool_waited(waiting.elapsed());
+                permit
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?
+                    .map_err(|_| sqlx::Error::PoolClosed)?
+            }
+        };
         loop {
             let Some(idle) = shared.idle().pop() else {
                 break;
@@ -204,22 +226,22 @@ impl PgConnectionPool {
                     Err(_) => return Err(sqlx::Error::PoolTimedOut),
                 }
             }
-            return Ok(PooledConnection {
-                connection: Some(connection),
-                opened: idle.opened,
-                shared: Arc::clone(shared),
-                _permit: permit,
-            });
+            return Ok(PooledConnection::lend(
+                connection,
+                idle.opened,
+                shared,
+                permit,
+            ));
         }
         let connection = tokio::time::timeout_at(deadline, shared.options.connect())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        Ok(PooledConnection {
-            connection: Some(connection),
-            opened: Instant::now(),
-            shared: Arc::clone(shared),
-            _permit: permit,
-        })
+        Ok(PooledConnection::lend(
+            connection,
+            Instant::now(),
+            shared,
+            permit,
+        ))
     }
 
     /// Closes the idle connections and refuses to lend any more; lent ones
@@ -415,6 +437,22 @@ pub struct PooledConnection {
 }
 
 impl PooledConnection {
+    fn lend(
+        connection: PgConnection,
+        opened: Instant,
+        shared: &Arc<Shared>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        shared.lent.fetch_add(1, Ordering::Relaxed);
+        shared.report();
+        Self {
+            connection: Some(connection),
+            opened,
+            shared: Arc::clone(shared),
+            _permit: permit,
+        }
+    }
+
     /// The connection, to run queries on.
     pub fn get(&mut self) -> Result<&mut PgConnection> {
         Ok(self.connection()?)
@@ -455,6 +493,8 @@ impl PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
+        self.shared.lent.fetch_sub(1, Ordering::Relaxed);
+        self.shared.report();
         if self.connection.is_some() {
             tracing::debug!(
                 "a database connection was not released (error or cancellation); closing it"

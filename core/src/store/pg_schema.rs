@@ -2,10 +2,10 @@
 //!
 //! | Rule | |
 //! |---|---|
-//! | Engine tables | `chat_sessions`, `chat_messages`, `chat_attachments`, `chat_feedback` and sqlx's `_sqlx_migrations` live in a schema of their own (default [`DEFAULT_SCHEMA`], `chatkit`), created by the migration |
+//! | Engine tables | `chat_sessions`, `chat_messages`, `chat_attachments`, `chat_feedback`, `chat_turn_leases`, `chat_approvals`, `chat_token_usage` and sqlx's `_sqlx_migrations` live in a schema of their own (default [`DEFAULT_SCHEMA`], `chatkit`), created by the migration |
 //! | Queries | name the schema explicitly: nothing depends on the connection's `search_path` |
 //! | App tables | never created, altered or dropped here; an app's own `public.chat_sessions` is left exactly as it is |
-//! | Earlier layout | a database made by an earlier version (engine tables and `_sqlx_migrations` in `public`, recognised by their `seq` and `payload` columns) is moved into the schema with `ALTER TABLE ... SET SCHEMA`, in one transaction: every row, sequence and index is kept |
+//! | Earlier layout | a database made by an earlier version (the first migration's tables and `_sqlx_migrations` in `public`, recognised by their `seq` and `payload` columns) is moved into the schema with `ALTER TABLE ... SET SCHEMA`, in one transaction: every row, sequence and index is kept |
 //! | Concurrency | several replicas may start at once: the whole migration holds an advisory lock (and sqlx's migrator takes its own) |
 //! | Extending | new steps are files `migrations/postgres/NNNN_*.sql`, run with `search_path` set to the engine schema, so they name tables unqualified |
 //!

@@ -9,7 +9,10 @@
 
 use super::pg_pool::{PgConnectionPool, PoolSettings};
 use super::pg_schema::{self, DEFAULT_SCHEMA, MigrationReport, quote_ident, validate_schema};
-use super::{ApprovalDecision, DatabaseOptions, PendingApproval, Store, clamp_limit};
+use super::{
+    ApprovalDecision, DatabaseOptions, PendingApproval, Store, TurnUsage, UsageScope, UsageTotals,
+    clamp_limit, count, stored,
+};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
@@ -613,6 +616,47 @@ impl Store for PostgresStore {
             .await?;
         Ok(())
     }
+
+    async fn record_turn_usage(&self, usage: &TurnUsage, ctx: &RequestContext) -> Result<()> {
+        sqlx::query(&self.sql.record_usage)
+            .bind(&ctx.user_id)
+            .bind(&usage.turn_id)
+            .bind(&usage.thread_id)
+            .bind(&usage.day)
+            .bind(stored(usage.input_tokens))
+            .bind(stored(usage.output_tokens))
+            .bind(stored(usage.model_calls))
+            .bind(usage.estimated)
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn token_usage(&self, scope: &UsageScope, ctx: &RequestContext) -> Result<UsageTotals> {
+        let (sql, value) = match scope {
+            UsageScope::All => (&self.sql.usage_totals[0], None),
+            UsageScope::Day(day) => (&self.sql.usage_totals[1], Some(day)),
+            UsageScope::Thread(id) => (&self.sql.usage_totals[2], Some(id)),
+            UsageScope::Turn(id) => (&self.sql.usage_totals[3], Some(id)),
+        };
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, i64, bool)>(sql).bind(&ctx.user_id);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let (input, output, turns, calls, estimated) = query.fetch_one(&self.pool).await?;
+        Ok(UsageTotals {
+            input_tokens: count(input),
+            output_tokens: count(output),
+            turns: count(turns),
+            model_calls: count(calls),
+            estimated,
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
 }
 
 /// The engine's runtime statements, built once per store with the quoted
@@ -643,6 +687,9 @@ struct Sql {
     release_lease: String,
     save_approval: String,
     decide_approval: String,
+    record_usage: String,
+    /// Totals over every turn, a day, a thread, a turn.
+    usage_totals: [String; 4],
 }
 
 impl Sql {
@@ -760,6 +807,27 @@ impl Sql {
             decide_approval: q("UPDATE {s}.chat_approvals SET status = $1 \
                  WHERE user_id = $2 AND id = $3 AND status = 'pending' \
                  RETURNING thread_id, item_id, payload, created_at, expires_at"),
+            record_usage: q(
+                "INSERT INTO {s}.chat_token_usage (user_id, turn_id, thread_id, day, input_tokens, \
+                 output_tokens, model_calls, estimated, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (user_id, turn_id) DO UPDATE SET \
+                 input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, \
+                 model_calls = EXCLUDED.model_calls, estimated = EXCLUDED.estimated, \
+                 recorded_at = EXCLUDED.recorded_at",
+            ),
+            usage_totals: {
+                let totals = "SELECT COALESCE(SUM(input_tokens), 0)::BIGINT, \
+                     COALESCE(SUM(output_tokens), 0)::BIGINT, COUNT(*), \
+                     COALESCE(SUM(model_calls), 0)::BIGINT, COALESCE(BOOL_OR(estimated), FALSE) \
+                     FROM {s}.chat_token_usage WHERE user_id = $1";
+                [
+                    q(totals),
+                    q(&format!("{totals} AND day = $2")),
+                    q(&format!("{totals} AND thread_id = $2")),
+                    q(&format!("{totals} AND turn_id = $2")),
+                ]
+            },
         }
     }
 }

@@ -5,7 +5,10 @@
 //! (`INTEGER PRIMARY KEY AUTOINCREMENT`) that orders threads and items. The
 //! schema lives in `migrations/sqlite` and is applied when the store opens.
 
-use super::{ApprovalDecision, PendingApproval, Store, clamp_limit};
+use super::{
+    ApprovalDecision, PendingApproval, Store, TurnUsage, UsageScope, UsageTotals, clamp_limit,
+    count, stored,
+};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::protocol::{
@@ -582,6 +585,58 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn record_turn_usage(&self, usage: &TurnUsage, ctx: &RequestContext) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO chat_token_usage (user_id, turn_id, thread_id, day, input_tokens, \
+             output_tokens, model_calls, estimated, recorded_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (user_id, turn_id) DO UPDATE SET \
+             input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
+             model_calls = excluded.model_calls, estimated = excluded.estimated, \
+             recorded_at = excluded.recorded_at",
+        )
+        .bind(&ctx.user_id)
+        .bind(&usage.turn_id)
+        .bind(&usage.thread_id)
+        .bind(&usage.day)
+        .bind(stored(usage.input_tokens))
+        .bind(stored(usage.output_tokens))
+        .bind(stored(usage.model_calls))
+        .bind(usage.estimated)
+        .bind(Timestamp::now().as_micros())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn token_usage(&self, scope: &UsageScope, ctx: &RequestContext) -> Result<UsageTotals> {
+        const TOTALS: &str = "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
+             COUNT(*), COALESCE(SUM(model_calls), 0), COALESCE(MAX(estimated), 0) \
+             FROM chat_token_usage WHERE user_id = ?";
+        let (sql, value) = match scope {
+            UsageScope::All => (TOTALS.to_owned(), None),
+            UsageScope::Day(day) => (format!("{TOTALS} AND day = ?"), Some(day)),
+            UsageScope::Thread(id) => (format!("{TOTALS} AND thread_id = ?"), Some(id)),
+            UsageScope::Turn(id) => (format!("{TOTALS} AND turn_id = ?"), Some(id)),
+        };
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(&sql).bind(&ctx.user_id);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let (input, output, turns, calls, estimated) = query.fetch_one(&self.pool).await?;
+        Ok(UsageTotals {
+            input_tokens: count(input),
+            output_tokens: count(output),
+            turns: count(turns),
+            model_calls: count(calls),
+            estimated: estimated != 0,
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 }
 

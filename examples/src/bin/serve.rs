@@ -11,14 +11,32 @@
 //! tokens the server issues). Set `JWKS_URL` (or `JWT_SECRET`) for real
 //! users and `OPENAI_API_KEY` for a real model.
 
-use chatkit_engine_examples::serve::{Args, ServeConfig, Server, init_logging, shutdown_signal};
+use chatkit_engine_examples::logging;
+use chatkit_engine_examples::otel::Otel;
+use chatkit_engine_examples::serve::{Args, ServeConfig, Server, shutdown_signal};
 use clap::Parser;
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    // Span export only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let otel = match Otel::from_env() {
+        Ok(otel) => otel,
+        Err(message) => {
+            eprintln!("serve: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init_with(args.log_format, "info", otel.as_ref());
+    let code = run(args).await;
+    if let Some(otel) = otel {
+        otel.shutdown();
+    }
+    code
+}
+
+async fn run(args: Args) -> ExitCode {
     let config = match ServeConfig::from_args(args, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(message) => {

@@ -16,13 +16,13 @@
 //! through DNS rebinding (their requests carry the attacker's host name) or
 //! cross-site requests (their `Origin`).
 
-use super::config::{IdentityMode, ServeConfig};
+use super::config::{IdentityMode, MetricsExposure, ServeConfig};
 use super::dev_identity::{DevIdentity, unix_now};
 use super::session::SessionClient;
 use super::sse::{InFlight, sse_response};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,7 @@ use chatkit_engine::tools::mcp::McpHttpService;
 use chatkit_engine::{ChatEngine, Error, RequestContext, validate};
 use rmcp::transport::StreamableHttpServerConfig;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,7 @@ struct Inner {
     mcp_max_sessions_per_user: usize,
     mcp_stateless: bool,
     in_flight: InFlight,
+    metrics: MetricsExposure,
 }
 
 impl AppState {
@@ -103,6 +105,7 @@ impl AppState {
                 mcp_max_sessions_per_user: config.mcp_max_sessions_per_user,
                 mcp_stateless: config.mcp_stateless,
                 in_flight: InFlight::default(),
+                metrics: config.metrics.clone(),
             }),
         })
     }
@@ -140,7 +143,9 @@ pub fn router_at(
     cors_origins: &[String],
     chatkit_path: &str,
 ) -> Result<Router, String> {
-    const TAKEN: [&str; 10] = [
+    const TAKEN: [&str; 12] = [
+        "/metrics",
+        "/api/usage",
         "/chatkit/session",
         "/chatkit/session/refresh",
         "/healthz",
@@ -167,10 +172,16 @@ pub fn router_at(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/info", get(info))
+        .route("/api/usage", get(usage))
         .route("/api/dev/token", post(dev_token))
         .route("/", get(index))
         .route("/static/app.js", get(app_js))
         .route("/static/style.css", get(style_css));
+    let routes = if matches!(state.inner.metrics, MetricsExposure::Main { .. }) {
+        routes.route("/metrics", get(metrics))
+    } else {
+        routes
+    };
     let routes = mount_mcp(routes, &state)?;
     let routes = routes.fallback(not_found).with_state(state);
 
@@ -183,12 +194,14 @@ pub fn router_at(
                 .unwrap_or("-");
             // The path only: query strings and headers (tokens) never reach
             // the logs.
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "http",
                 request_id = %request_id,
                 method = %request.method(),
                 path = %request.uri().path(),
-            )
+            );
+            crate::otel::continue_trace(&span, request.headers());
+            span
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     let middleware = ServiceBuilder::new()
@@ -562,6 +575,87 @@ async fn info(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Re
         "version": chatkit_engine::VERSION,
     });
     json_response(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
+/// The router of a separate metrics listener (`METRICS_ADDR`): `/metrics`
+/// only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// `GET /metrics`: the process's metrics in the Prometheus text format,
+/// behind `METRICS_TOKEN` when one is set.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let token = match &state.inner.metrics {
+        MetricsExposure::Main { token } | MetricsExposure::Separate { token, .. } => token,
+        MetricsExposure::Off => return not_found().await,
+    };
+    if let Some(expected) = token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Digests compared, so the comparison time says nothing about the
+        // token.
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+            let mut response = json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    match state.inner.engine.metrics_text() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(err) => error_response(&err),
+    }
+}
+
+/// `GET /api/usage[?thread_id=..]`: the caller's token usage and daily
+/// budget (what the demo page shows).
+async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<UsageQuery>,
+) -> Response {
+    let ctx = match authenticate(&state, &headers).await {
+        Ok(ctx) => ctx,
+        Err(err) => return error_response(&err),
+    };
+    match state
+        .inner
+        .engine
+        .token_usage(&ctx, query.thread_id.as_deref())
+        .await
+    {
+        Ok(report) => match serde_json::to_vec(&report) {
+            Ok(body) => json_response(StatusCode::OK, Bytes::from(body)),
+            Err(err) => error_response(&Error::Internal(err.to_string())),
+        },
+        Err(err) => error_response(&err),
+    }
+}
+
+/// The query of `GET /api/usage`.
+#[derive(serde::Deserialize)]
+struct UsageQuery {
+    thread_id: Option<String>,
 }
 
 /// `POST /api/dev/token` `{"user":"alice"}` (development identity mode

@@ -163,6 +163,15 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Serve `GET /metrics` (Prometheus text) on this address only, e.g.
+    /// 127.0.0.1:9464, off the public port.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+
+    /// Require `Authorization: Bearer <token>` on `GET /metrics`.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 pub use crate::logging::LogFormat;
@@ -229,6 +238,48 @@ pub struct ServeConfig {
     pub hosted: Option<HostedSessions>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where `GET /metrics` is answered.
+    pub metrics: MetricsExposure,
+}
+
+/// Where `serve` answers `GET /metrics`.
+///
+/// | settings | `/metrics` |
+/// | --- | --- |
+/// | `CHATKIT_METRICS=false` | nowhere (nothing recorded) |
+/// | `METRICS_ADDR` | only on that address (plus the token check when `METRICS_TOKEN` is set) |
+/// | `METRICS_TOKEN` alone | on the main port, for `Authorization: Bearer <token>` only |
+/// | neither, loopback `HOST` | on the main port |
+/// | neither, other `HOST` | nowhere (the banner says how to turn it on) |
+#[derive(Clone, PartialEq, Eq)]
+pub enum MetricsExposure {
+    /// Not served.
+    Off,
+    /// On the main port.
+    Main {
+        /// The bearer token required, if any.
+        token: Option<String>,
+    },
+    /// On a listener of its own.
+    Separate {
+        /// Its address.
+        addr: SocketAddr,
+        /// The bearer token required, if any.
+        token: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for MetricsExposure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = |t: &Option<String>| if t.is_some() { "<redacted>" } else { "none" };
+        match self {
+            MetricsExposure::Off => f.write_str("Off"),
+            MetricsExposure::Main { token: t } => write!(f, "Main {{ token: {} }}", token(t)),
+            MetricsExposure::Separate { addr, token: t } => {
+                write!(f, "Separate {{ addr: {addr}, token: {} }}", token(t))
+            }
+        }
+    }
 }
 
 impl ServeConfig {
@@ -396,6 +447,37 @@ impl ServeConfig {
             (None, _) => None,
         };
 
+        let metrics_token = args
+            .metrics_token
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err("METRICS_TOKEN must be at least 16 characters long".into());
+        }
+        let metrics_addr = args
+            .metrics_addr
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty());
+        let metrics = match (engine.metrics, metrics_addr) {
+            (false, _) => MetricsExposure::Off,
+            (true, Some(text)) => {
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    format!("METRICS_ADDR must be an address such as 127.0.0.1:9464 (got `{text}`)")
+                })?;
+                if addr.port() != 0 && addr == SocketAddr::new(ip, args.port) {
+                    return Err("METRICS_ADDR must differ from HOST:PORT".into());
+                }
+                MetricsExposure::Separate {
+                    addr,
+                    token: metrics_token,
+                }
+            }
+            (true, None) if metrics_token.is_some() || ip.is_loopback() => MetricsExposure::Main {
+                token: metrics_token,
+            },
+            (true, None) => MetricsExposure::Off,
+        };
+
         engine.validate().map_err(|e| {
             format!(
                 "{e} (DATABASE_URL is `{}`)",
@@ -417,6 +499,7 @@ impl ServeConfig {
             hosted,
             log_format: args.log_format,
             chatkit_path,
+            metrics,
         })
     }
 }
@@ -488,6 +571,40 @@ mod tests {
         let args = Args::try_parse_from(["serve", "--database-url", "mysql://x"]).unwrap();
         let err = ServeConfig::from_args(args, |_| None).unwrap_err();
         assert!(err.contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn metrics_leave_a_public_address_only_when_asked() {
+        let secret = "s".repeat(40);
+        let public = parse(&["--host", "0.0.0.0", "--jwt-secret", &secret]).unwrap();
+        assert_eq!(public.metrics, MetricsExposure::Off);
+        let token = "t".repeat(20);
+        let behind = parse(&[
+            "--host",
+            "0.0.0.0",
+            "--jwt-secret",
+            &secret,
+            "--metrics-token",
+            &token,
+        ])
+        .unwrap();
+        assert_eq!(behind.metrics, MetricsExposure::Main { token: Some(token) });
+        let apart = parse(&[
+            "--host",
+            "0.0.0.0",
+            "--jwt-secret",
+            &secret,
+            "--metrics-addr",
+            "127.0.0.1:9464",
+        ])
+        .unwrap();
+        assert!(matches!(
+            apart.metrics,
+            MetricsExposure::Separate { token: None, .. }
+        ));
+        assert!(!format!("{:?}", behind.metrics).contains('t'.to_string().repeat(20).as_str()));
+        let err = parse(&["--port", "9464", "--metrics-addr", "127.0.0.1:9464"]).unwrap_err();
+        assert!(err.contains("METRICS_ADDR"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod session;
 pub mod sse;
 
 pub use app::{AppState, router, router_at};
-pub use config::{Args, IdentityMode, LogFormat, ServeConfig};
+pub use config::{Args, IdentityMode, LogFormat, MetricsExposure, ServeConfig};
 
 use chatkit_engine::config::redact_url;
 use chatkit_engine::todo::App;
@@ -42,6 +42,8 @@ pub struct Server {
     router: axum::Router,
     config: ServeConfig,
     addr: SocketAddr,
+    /// The `METRICS_ADDR` listener, when metrics have their own.
+    metrics: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Server {
@@ -61,18 +63,36 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("could not read the listening address: {e}"))?;
+        let metrics = match &config.metrics {
+            MetricsExposure::Separate { addr, .. } => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("could not listen on METRICS_ADDR {addr}: {e}"))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| format!("could not read the metrics address: {e}"))?;
+                Some((listener, bound))
+            }
+            _ => None,
+        };
         Ok(Server {
             listener,
             state,
             router,
             config,
             addr,
+            metrics,
         })
     }
 
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the separate metrics listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The shared state (engine, open streams).
@@ -145,6 +165,30 @@ impl Server {
                 hosted.workflow_id
             ));
         }
+        match (&self.config.metrics, self.metrics_addr()) {
+            (MetricsExposure::Separate { token, .. }, Some(addr)) => lines.push(format!(
+                "  metrics:    http://{addr}/metrics{}",
+                if token.is_some() {
+                    " (METRICS_TOKEN required)"
+                } else {
+                    ""
+                }
+            )),
+            (MetricsExposure::Main { token }, _) => lines.push(format!(
+                "  metrics:    http://{}/metrics{}",
+                self.addr,
+                if token.is_some() {
+                    " (METRICS_TOKEN required)"
+                } else {
+                    ""
+                }
+            )),
+            _ if self.config.engine.metrics => lines.push(
+                "  metrics:    not served on a public address; set METRICS_ADDR or METRICS_TOKEN"
+                    .into(),
+            ),
+            _ => lines.push("  metrics:    off (CHATKIT_METRICS=false)".into()),
+        }
         if !self.config.dev_stream_delay.is_zero() {
             lines.push(format!(
                 "  streaming:  the model is slowed down by {} ms per event (CHATKIT_DEV_STREAM_DELAY_MS)",
@@ -167,8 +211,19 @@ impl Server {
             state,
             router,
             config,
+            metrics,
             ..
         } = self;
+        // The metrics listener lives as long as the server; it has no
+        // streams to drain.
+        let metrics_task = metrics.map(|(listener, _)| {
+            let router = app::metrics_router(state.clone());
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    tracing::error!(error = %err, "the metrics listener failed");
+                }
+            })
+        });
         let grace = config.shutdown_grace;
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let in_flight = state.in_flight().clone();
@@ -216,6 +271,9 @@ impl Server {
                 running_turns = engine.running_turns(),
                 "stopping with turns still running"
             );
+        }
+        if let Some(task) = metrics_task {
+            task.abort();
         }
         tracing::info!("server stopped");
         Ok(())

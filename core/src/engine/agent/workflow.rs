@@ -125,7 +125,8 @@ impl Mapper {
                 }
                 Ok(())
             }
-            RunEvent::ResponseCompleted { text, .. } => {
+            RunEvent::ResponseCompleted { text, usage, .. } => {
+                turn.record_model_call(usage.input_tokens, usage.output_tokens, usage.estimated);
                 Box::pin(self.close_reasoning(turn)).await?;
                 if self.message.is_none() && !text.is_empty() {
                     Box::pin(self.open_message(turn)).await?;

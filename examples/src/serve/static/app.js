@@ -166,12 +166,50 @@ async function showApp() {
   $("app").hidden = false;
   $("account").hidden = false;
   $("who").textContent = state.user ? `Signed in as ${state.user}` : "Signed in";
+  loadUsage();
   if (state.threadId && state.threads.some((t) => t.id === state.threadId)) {
     await openThread(state.threadId);
   } else {
     newChat();
   }
   $("input").focus();
+}
+
+// ---------------------------------------------------------------- usage
+
+/** Shows the caller's tokens today (and of the open thread) against the
+ * daily budget, from GET /api/usage. */
+async function loadUsage() {
+  const query = state.threadId ? `?thread_id=${encodeURIComponent(state.threadId)}` : "";
+  let report;
+  try {
+    const res = await fetch(`/api/usage${query}`, {
+      headers: { Authorization: `Bearer ${state.token}` },
+    });
+    if (!res.ok) return;
+    report = await res.json();
+  } catch {
+    return; // the usage line is informative only
+  }
+  const fmt = (n) => Number(n).toLocaleString("en");
+  const today = report.today.input_tokens + report.today.output_tokens;
+  const parts = [];
+  if (report.daily_budget != null) {
+    parts.push(`Tokens today: ${fmt(today)} / ${fmt(report.daily_budget)}`);
+  } else {
+    parts.push(`Tokens today: ${fmt(today)}`);
+  }
+  if (report.thread) {
+    parts.push(`this chat: ${fmt(report.thread.input_tokens + report.thread.output_tokens)}`);
+  }
+  const estimated = report.today.estimated || (report.thread && report.thread.estimated);
+  const el = $("usage");
+  el.textContent = parts.join(" · ") + (estimated ? " (estimated)" : "");
+  el.classList.toggle("spent", report.remaining_today === 0);
+  el.title = estimated
+    ? "Some counts are estimates: the model did not report its token usage."
+    : "Token counts reported by the model provider.";
+  el.hidden = false;
 }
 
 async function loadThreads() {
@@ -668,6 +706,7 @@ async function runTurn(type, params, turn) {
     if (state.controller === controller) state.controller = null;
     setBusy(false);
     if (!controller.signal.aborted) setStatus("");
+    loadUsage();
     $("input").focus();
   }
 }
