@@ -7,12 +7,12 @@ mod db;
 #[path = "support/engine.rs"]
 mod support;
 
-use chatkit_engine::RequestContext;
 use chatkit_engine::agents::{RunConfig, Runner};
 use chatkit_engine::engine::ChatEngine;
 use chatkit_engine::engine::agent::DEFAULT_APPROVAL_TTL;
 use chatkit_engine::store::{PostgresStore, SharedStore, SqliteStore};
 use chatkit_engine::todo::{self, Assistant, NewTask, PgTaskTable, TaskQuery, TaskStore};
+use chatkit_engine::{EngineConfig, RequestContext};
 use db::{Backend, TestDb};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -45,6 +45,15 @@ async fn engine_on(backend: Backend, db: &TestDb, ttl: Duration) -> ChatEngine {
 }
 
 async fn parts(backend: Backend, db: &TestDb, ttl: Duration) -> (ChatEngine, Arc<dyn TaskStore>) {
+    parts_with(backend, db, ttl, EngineConfig::default()).await
+}
+
+async fn parts_with(
+    backend: Backend,
+    db: &TestDb,
+    ttl: Duration,
+    config: EngineConfig,
+) -> (ChatEngine, Arc<dyn TaskStore>) {
     let (chat, tasks): (SharedStore, Arc<dyn TaskStore>) = match backend {
         Backend::Sqlite => {
             let store = SqliteStore::connect(&db.url).await.unwrap();
@@ -61,6 +70,7 @@ async fn parts(backend: Backend, db: &TestDb, ttl: Duration) -> (ChatEngine, Arc
     let runner = Runner::new(RunConfig::new(Arc::new(todo::offline_model())));
     let engine = ChatEngine::builder()
         .shared_store(chat)
+        .config(config)
         .responder(Assistant::new(Arc::clone(&tasks), runner).approval_ttl(ttl))
         .build()
         .unwrap();
@@ -226,6 +236,58 @@ async fn a_toggle_from_the_widget_updates_it_in_place_without_the_model(backend:
     assert_eq!(stored.len(), before, "no model answer");
     let reloaded = stored.iter().find(|i| i["id"] == item_id).unwrap();
     assert_eq!(reloaded["widget"], updated["widget"]);
+}
+
+async fn a_widget_action_goes_through_when_the_days_token_budget_is_spent(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = EngineConfig {
+        daily_token_budget: Some(1),
+        ..EngineConfig::default()
+    };
+    let (engine, tasks) = parts_with(backend, &db, DEFAULT_APPROVAL_TTL, config).await;
+    let f = Fixture {
+        engine,
+        tasks,
+        _db: db,
+    };
+    let milk = add(&f, "alice", "buy milk").await;
+    // The first turn starts under the budget and spends it.
+    let (thread_id, item) = listed(&f).await;
+    let refused = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            json!({"type": "threads.add_user_message", "params": {"thread_id": thread_id,
+                "input": {"content": [{"type": "input_text", "text": "show my tasks"}],
+                          "attachments": [], "inference_options": {}}}}),
+        )
+        .await,
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["type"] == "error" && e["message"].as_str().unwrap_or("").contains("budget")),
+        "a message is refused once the budget is spent: {refused:?}"
+    );
+    // A click calls no model: it is not refused.
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            action(
+                &thread_id,
+                item["id"].as_str().unwrap(),
+                "tasks.toggle",
+                &milk,
+            ),
+        )
+        .await,
+    );
+    assert!(
+        events.iter().any(|e| e["type"] == "thread.item.updated"),
+        "{events:?}"
+    );
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), true)]);
 }
 
 async fn an_action_naming_another_users_task_or_a_forged_payload_is_refused(backend: Backend) {
@@ -698,6 +760,7 @@ on_both_stores!(
     a_delete_by_chat_waits_for_confirm_then_the_same_run_deletes_and_answers,
     cancel_tells_the_model_the_user_declined_and_deletes_nothing,
     a_pending_confirmation_survives_a_restart_and_is_answered_by_another_engine,
+    a_widget_action_goes_through_when_the_days_token_budget_is_spent,
     another_user_cannot_answer_a_confirmation,
     an_expired_confirmation_runs_nothing,
     a_task_mentioned_with_an_input_tag_reaches_the_tools_by_id,

@@ -177,12 +177,29 @@ async fn serve_on(tasks: &str, chat: &str) {
             .await,
         "completed true"
     );
-    post(say("delete buy milk"))
+    // A delete waits on a confirmation card; Confirm deletes.
+    let asked = post(say("delete buy milk"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    assert_eq!(count("SELECT COUNT(*)::TEXT FROM public.tasks").await, "2");
+    let card = asked
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .find(|event| {
+            event["type"] == "thread.item.done" && event["item"]["widget"]["confirm"].is_object()
+        })
+        .expect("a confirmation card");
+    let confirmed = post(json!({"type": "threads.custom_action", "params": {
+        "thread_id": thread_id, "item_id": card["item"]["id"],
+        "action": card["item"]["widget"]["confirm"]["action"]}}))
+    .await
+    .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    confirmed.text().await.unwrap();
     assert_eq!(count("SELECT COUNT(*)::TEXT FROM public.tasks").await, "1");
     assert_eq!(
         app_chat_hash(&url).await,

@@ -391,7 +391,11 @@ async fn run_turn(
             }
             let options = responder.stream_options(turn.thread(), turn.context());
             turn.send(ThreadStreamEvent::StreamOptions { stream_options: options }).await?;
-            check_budget(&engine, &day, turn.context()).await?;
+            // A widget action is not refused: it calls no model, or (an
+            // answered approval) finishes a turn that started under the budget.
+            if matches!(phase, Phase::Respond(_)) {
+                check_budget(&engine, &day, turn.context()).await?;
+            }
             for event in opening {
                 turn.emit(event).await?;
             }
@@ -438,7 +442,7 @@ async fn run_turn(
 /// Refuses to start the model when the caller has spent today's budget
 /// ([`EngineConfig::daily_token_budget`](crate::EngineConfig::daily_token_budget)).
 /// A turn that starts below the budget runs to its end, so a user can go
-/// over by at most one turn.
+/// over by at most one turn; widget actions are never refused.
 async fn check_budget(engine: &ChatEngine, day: &str, ctx: &RequestContext) -> Result<()> {
     let Some(budget) = engine.config().daily_token_budget else {
         return Ok(());
