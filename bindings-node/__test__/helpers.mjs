@@ -6,7 +6,7 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-export { ChatEngine, ChatKitError, ChatKitResult, ToolResult } from "../dist/index.js";
+export { ActionResult, ChatEngine, ChatKitError, ChatKitResult, ToolResult } from "../dist/index.js";
 
 /** A fresh SQLite file URL in a temp directory. */
 export function sqliteUrl() {

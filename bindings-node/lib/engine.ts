@@ -3,7 +3,7 @@ import { createEngine, type NativeEngine, type RequestContext } from "../native/
 import { type EngineConfig, type SnakeCaseEngineConfig, configJson } from "./config.js";
 import { ChatKitError, fromNative, native } from "./errors.js";
 import { ChatKitResult } from "./result.js";
-import { type ToolDefinition, toNativeTool } from "./tools.js";
+import { type ActionDefinition, type ToolDefinition, toNativeAction, toNativeTool } from "./tools.js";
 
 export type { RequestContext };
 
@@ -32,6 +32,8 @@ export interface UsageReport {
 export interface CreateOptions {
   /** JS functions the agents may call, next to the 7 task tools. */
   tools?: ToolDefinition<any>[];
+  /** Handlers of widget actions, next to the task widgets' own. */
+  actions?: ActionDefinition[];
 }
 
 /** Options of {@link ChatEngine.process}. */
@@ -79,12 +81,14 @@ export class ChatEngine {
     options: CreateOptions = {},
   ): Promise<ChatEngine> {
     let tools;
+    let actions;
     try {
       tools = (options.tools ?? []).map(toNativeTool);
+      actions = (options.actions ?? []).map(toNativeAction);
     } catch (err) {
       throw new ChatKitError("invalid_config", 500, `invalid configuration: ${(err as Error).message}`);
     }
-    return new ChatEngine(await native(createEngine(configJson(config), tools)));
+    return new ChatEngine(await native(createEngine(configJson(config), tools, actions)));
   }
 
   /** The name of the model answering (`scripted-offline` without an API key). */

@@ -6,5 +6,14 @@ export { ChatEngine, type Body, type CreateOptions, type HandleOptions, type Pro
 export { ChatKitResult, SSE_HEADERS } from "./result.js";
 export { ChatKitError, type ErrorCode } from "./errors.js";
 export { type EngineConfig, type SnakeCaseEngineConfig } from "./config.js";
-export { type ClientEffect, type ToolContext, type ToolDefinition, ToolResult } from "./tools.js";
+export {
+  type ActionContext,
+  type ActionDefinition,
+  ActionResult,
+  type ClientEffect,
+  type ToolContext,
+  type ToolDefinition,
+  ToolResult,
+  type WidgetAction,
+} from "./tools.js";
 export { coreVersion } from "../native/index.js";

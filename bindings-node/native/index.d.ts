@@ -88,15 +88,43 @@ export declare class NativeResponse {
   get cancelled(): boolean
 }
 
+/**
+ * What a JS action handler receives: the verified caller, the action and
+ * the widget that sent it.
+ */
+export interface ActionCall {
+  /** The verified user id. */
+  userId: string
+  /** The caller's e-mail, when known. */
+  email?: string
+  /** The caller's display name, when known. */
+  name?: string
+  /** The caller's locale, when known. */
+  locale?: string
+  /** The action `{"type": .., "payload": ..}`, as JSON text. */
+  action: string
+  /** The sender's widget root, as JSON text. */
+  widget: string
+}
+
 /** The version of the core this binding wraps. */
 export declare function coreVersion(): string
 
 /**
  * Builds an engine from `configJson` (a JSON object with the core's
  * snake_case `EngineConfig` fields; unknown keys are an `invalid_config`
- * error) and extra JS `tools` given to both agents.
+ * error), extra JS `tools` given to both agents and JS widget `actions`
+ * handlers.
  */
-export declare function createEngine(configJson: string, tools: Array<NativeTool>): Promise<NativeEngine>
+export declare function createEngine(configJson: string, tools: Array<NativeTool>, actions?: Array<NativeAction> | undefined | null): Promise<NativeEngine>
+
+/** A widget action handler defined in JS. */
+export interface NativeAction {
+  /** The action type it handles. */
+  type: string
+  /** Handles one action; resolves to the JSON envelope. */
+  handler: (call: ActionCall) => Promise<string>
+}
 
 /** A tool defined in JS. */
 export interface NativeTool {

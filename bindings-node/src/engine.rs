@@ -1,8 +1,10 @@
 //! The engine class.
 
+use crate::actions::{JsActionHandler, NativeAction};
 use crate::response::NativeResponse;
 use crate::tools::{JsTool, NativeTool};
 use crate::{RequestContext, to_js_error};
+use chatkit_engine::engine::ActionHandlers;
 use chatkit_engine::todo::App;
 use chatkit_engine::tools::ToolSet;
 use chatkit_engine::{EngineConfig, Error};
@@ -19,11 +21,13 @@ pub struct NativeEngine {
 
 /// Builds an engine from `configJson` (a JSON object with the core's
 /// snake_case `EngineConfig` fields; unknown keys are an `invalid_config`
-/// error) and extra JS `tools` given to both agents.
+/// error), extra JS `tools` given to both agents and JS widget `actions`
+/// handlers.
 #[napi]
 pub async fn create_engine(
     config_json: String,
     tools: Vec<NativeTool>,
+    actions: Option<Vec<NativeAction>>,
 ) -> napi::Result<NativeEngine> {
     let config: EngineConfig = serde_json::from_str(&config_json)
         .map_err(|err| to_js_error(Error::Config(err.to_string())))?;
@@ -31,7 +35,12 @@ pub async fn create_engine(
     for tool in tools {
         extra.push(std::sync::Arc::new(JsTool::new(tool).map_err(to_js_error)?));
     }
-    let inner = App::from_config_with_tools(config, extra)
+    let mut handlers = ActionHandlers::new();
+    for action in actions.unwrap_or_default() {
+        let (kind, handler) = JsActionHandler::new(action).map_err(to_js_error)?;
+        handlers.push(kind, std::sync::Arc::new(handler));
+    }
+    let inner = App::from_config_with_extensions(config, extra, handlers)
         .await
         .map_err(to_js_error)?;
     Ok(NativeEngine { inner })

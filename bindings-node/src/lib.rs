@@ -18,6 +18,7 @@
 //! `{"code","status","message","body"}`; the TS layer turns it into a
 //! `ChatKitError` with a stable `code` property.
 
+mod actions;
 mod engine;
 mod response;
 mod tools;

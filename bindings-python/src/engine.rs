@@ -1,11 +1,12 @@
 //! `ChatEngine`, `RequestContext` and `ProcessResult` as Python classes.
 
+use crate::actions::PyActionHandler;
 use crate::errors::{config_error, to_py_err};
 use crate::runtime::{caller_locals, future_into_py, future_into_py_with_locals};
 use crate::tools::{PyRequestLocals, PyTool};
 use bytes::Bytes;
 use chatkit_engine::EngineConfig;
-use chatkit_engine::engine::{Response, SseStream};
+use chatkit_engine::engine::{ActionHandlers, Response, SseStream};
 use chatkit_engine::todo::App as CoreEngine;
 use chatkit_engine::tools::ToolSet;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
@@ -98,6 +99,7 @@ struct Slot {
 pub struct Engine {
     config: EngineConfig,
     tools: Mutex<ToolSet>,
+    actions: Mutex<ActionHandlers>,
     started: AtomicBool,
     slot: Mutex<Option<Slot>>,
 }
@@ -134,8 +136,13 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let actions = self
+            .actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         async move {
-            cell.get_or_try_init(|| CoreEngine::from_config_with_tools(config, tools))
+            cell.get_or_try_init(|| CoreEngine::from_config_with_extensions(config, tools, actions))
                 .await
                 .cloned()
                 .map_err(to_py_err)
@@ -154,6 +161,7 @@ impl Engine {
         Ok(Self {
             config,
             tools: Mutex::new(ToolSet::new()),
+            actions: Mutex::new(ActionHandlers::new()),
             started: AtomicBool::new(false),
             slot: Mutex::new(None),
         })
@@ -198,6 +206,30 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::new(tool));
+        Ok(())
+    }
+
+    /// Registers `func` (an `async def f(ctx, action, widget)` returning
+    /// the action envelope, built by the package from an `ActionResult`) as
+    /// the handler of widget actions of type `kind`. Only before the first
+    /// request.
+    fn add_action(&self, kind: String, func: Bound<'_, PyAny>) -> PyResult<()> {
+        if self.started.load(Ordering::SeqCst) {
+            return Err(PyRuntimeError::new_err(
+                "action handlers must be registered before the engine handles its first request",
+            ));
+        }
+        if kind.trim().is_empty() {
+            return Err(config_error("an action handler needs an action type"));
+        }
+        let handler = PyActionHandler {
+            kind: kind.clone(),
+            func: func.unbind(),
+        };
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(kind, Arc::new(handler));
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! loop or holds the GIL. The public API is the pure-Python package
 //! `chatkit_engine` (`python/chatkit_engine`), which wraps these classes.
 
+mod actions;
 mod convert;
 mod engine;
 mod errors;

@@ -812,6 +812,15 @@ async fn todo_widgets(dump: &mut Dump) -> Result<()> {
     let act = |kind: &str, task: &str| json!({"type":"threads.custom_action","params":{"thread_id":thread_id,"item_id":list_id,"action":{"type":kind,"payload":{"task_id":task}}}});
     dump.stream("task toggle action", act("tasks.toggle", &first))
         .await?;
+    // Edit in place: the row becomes a form; the submitted form saves it.
+    let mut edit = act("tasks.edit", &first);
+    edit["type"] = json!("threads.sync_custom_action");
+    dump.json("task edit form", "SyncCustomActionResponse", edit)
+        .await?;
+    let mut save = act("tasks.edit_save", &first);
+    save["params"]["action"]["payload"] = json!({"task_id": first, "title": "buy oat milk",
+        "priority": "low", "category": "home", "due_date": "2030-01-03"});
+    dump.stream("task edit saved", save).await?;
     let mut ask = act("tasks.delete", &first);
     ask["type"] = json!("threads.sync_custom_action");
     dump.json(

@@ -175,7 +175,8 @@ async fn listing_tasks_shows_them_as_a_list_widget_with_buttons(backend: Backend
     );
     let buttons = components(milk_row, "Button");
     assert_eq!(buttons[0]["onClickAction"]["type"], "tasks.toggle");
-    assert_eq!(buttons[1]["onClickAction"]["type"], "tasks.delete");
+    assert_eq!(buttons[1]["onClickAction"]["type"], "tasks.edit");
+    assert_eq!(buttons[2]["onClickAction"]["type"], "tasks.delete");
     assert_eq!(
         buttons[0]["onClickAction"]["payload"]["task_id"],
         milk.as_str()
@@ -756,7 +757,236 @@ async fn a_task_mentioned_with_an_input_tag_reaches_the_tools_by_id(backend: Bac
     assert_eq!(toggled, [second]);
 }
 
+/// A form submission: the form's payload with the submitted fields merged in,
+/// as the ChatKit client sends it.
+fn submit(thread_id: &str, item_id: &str, task_id: &str, fields: Value) -> Value {
+    let mut payload = json!({"task_id": task_id});
+    for (key, value) in fields.as_object().unwrap() {
+        payload[key] = value.clone();
+    }
+    json!({"type": "threads.custom_action", "params": {"thread_id": thread_id, "item_id": item_id,
+        "action": {"type": "tasks.edit_save", "payload": payload}}})
+}
+
+/// The row keyed `task_id` of a stored list widget.
+fn row_of(widget: &Value, task_id: &str) -> Value {
+    widget["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == task_id)
+        .cloned()
+        .expect("the row is there")
+}
+
+async fn editing_from_the_widget_opens_a_form_in_place_and_saves_it_without_the_model(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    let milk = add(&f, "alice", "buy milk").await;
+    let (thread_id, item) = listed(&f).await;
+    let item_id = item["id"].as_str().unwrap();
+    let before = items(&f.engine, "alice", &thread_id).await.len();
+
+    // Edit: the row becomes a form with the task's current values.
+    let opened = call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.edit", &milk),
+    )
+    .await;
+    let row = row_of(&opened["updated_item"]["widget"], &milk);
+    let form = &row["children"][0];
+    assert_eq!(form["type"], "Form");
+    assert_eq!(form["onSubmitAction"]["type"], "tasks.edit_save");
+    assert_eq!(form["onSubmitAction"]["payload"], json!({"task_id": milk}));
+    let input = |name: &str| {
+        let mut stack = vec![form.clone()];
+        while let Some(node) = stack.pop() {
+            if node["name"] == name {
+                return node;
+            }
+            if let Some(children) = node["children"].as_array() {
+                stack.extend(children.iter().cloned());
+            }
+        }
+        panic!("no control named {name} in {form}");
+    };
+    assert_eq!(input("title")["defaultValue"], "buy milk");
+    assert_eq!(input("priority")["type"], "Select");
+    assert_eq!(input("priority")["defaultValue"], "medium");
+    assert_eq!(input("category")["defaultValue"], "work");
+    assert_eq!(input("due_date")["type"], "Input");
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), false)]);
+
+    // Save: the submitted fields update the task and the row is redrawn.
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            submit(
+                &thread_id,
+                item_id,
+                &milk,
+                json!({"title": "buy oat milk", "priority": "high", "category": "home", "due_date": "2027-01-05"}),
+            ),
+        )
+        .await,
+    );
+    let kinds: Vec<_> = events.iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            json!("stream_options"),
+            json!("thread.item.updated"),
+            json!("client_effect")
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[2]["data"], json!({"task_ids": [milk]}));
+    let record = f
+        .tasks
+        .get(&milk, &RequestContext::new("alice"))
+        .await
+        .unwrap();
+    assert_eq!(record.title, "buy oat milk");
+    assert_eq!(record.priority.as_str(), "high");
+    assert_eq!(record.category.as_str(), "home");
+    assert_eq!(
+        record.due_date.map(|d| d.to_string()[..10].to_owned()),
+        Some("2027-01-05".to_owned())
+    );
+    let redrawn = row_of(&events[1]["update"]["widget"], &milk);
+    assert_eq!(components(&redrawn, "Text")[0]["value"], "buy oat milk");
+    assert!(components(&redrawn, "Form").is_empty());
+    // A reload shows the saved row; no model answer was added.
+    let stored = items(&f.engine, "alice", &thread_id).await;
+    assert_eq!(stored.len(), before, "no model answer");
+    let reloaded = stored.iter().find(|i| i["id"] == item_id).unwrap();
+    assert_eq!(reloaded["widget"], events[1]["update"]["widget"]);
+
+    // Edit again, then Cancel: the row comes back unchanged; an empty due
+    // date clears it.
+    call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.edit", &milk),
+    )
+    .await;
+    let cancelled = call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.edit_cancel", &milk),
+    )
+    .await;
+    assert_eq!(
+        row_of(&cancelled["updated_item"]["widget"], &milk),
+        redrawn,
+        "cancel redraws the task as it was"
+    );
+    call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.edit", &milk),
+    )
+    .await;
+    call_stream(
+        &f.engine,
+        "alice",
+        submit(&thread_id, item_id, &milk, json!({"due_date": ""})),
+    )
+    .await;
+    let record = f
+        .tasks
+        .get(&milk, &RequestContext::new("alice"))
+        .await
+        .unwrap();
+    assert_eq!(record.due_date, None);
+    assert_eq!(record.title, "buy oat milk");
+}
+
+async fn a_bad_or_forged_edit_submission_is_refused_and_changes_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    let milk = add(&f, "alice", "buy milk").await;
+    let bobs = add(&f, "bob", "bob's task").await;
+    let (thread_id, item) = listed(&f).await;
+    let item_id = item["id"].as_str().unwrap();
+    // Saving is only offered once the form is open.
+    let events = wire(
+        &call_stream(
+            &f.engine,
+            "alice",
+            submit(&thread_id, item_id, &milk, json!({"title": "early"})),
+        )
+        .await,
+    );
+    assert!(events.iter().any(|e| e["type"] == "error"), "{events:?}");
+    let opened = call_json(
+        &f.engine,
+        "alice",
+        sync_action(&thread_id, item_id, "tasks.edit", &milk),
+    )
+    .await;
+    let form_widget = opened["updated_item"]["widget"].clone();
+    for (fields, what) in [
+        (json!({"title": "   "}), "an empty title"),
+        (json!({"priority": "urgent"}), "an unknown priority"),
+        (
+            json!({"due_date": "next week"}),
+            "a due date that is no date",
+        ),
+        (
+            json!({"title": "x".repeat(300)}),
+            "a title that is too long",
+        ),
+        (json!({"title": 7}), "a title that is not text"),
+        (json!({"user_id": "bob"}), "a field the form does not have"),
+    ] {
+        let events = wire(
+            &call_stream(
+                &f.engine,
+                "alice",
+                submit(&thread_id, item_id, &milk, fields),
+            )
+            .await,
+        );
+        let error = events
+            .iter()
+            .find(|e| e["type"] == "error")
+            .unwrap_or_else(|| panic!("{what} is refused: {events:?}"));
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        assert!(
+            !events.iter().any(|e| e["type"] == "thread.item.updated"),
+            "{what}: {events:?}"
+        );
+    }
+    // Another user's task id in place of the form's own.
+    let mut forged = submit(&thread_id, item_id, &bobs, json!({"title": "mine now"}));
+    forged["type"] = json!("threads.sync_custom_action");
+    assert_eq!(
+        call_err(&f.engine, "alice", forged).await.code(),
+        "invalid_request"
+    );
+    // Bob cannot submit alice's form.
+    let mut as_bob = submit(&thread_id, item_id, &milk, json!({"title": "hijacked"}));
+    as_bob["type"] = json!("threads.sync_custom_action");
+    assert_eq!(call_err(&f.engine, "bob", as_bob).await.code(), "not_found");
+    assert_eq!(done(&f, "alice").await, [("buy milk".to_owned(), false)]);
+    assert_eq!(done(&f, "bob").await, [("bob's task".to_owned(), false)]);
+    // The open form is still there to correct.
+    let stored = items(&f.engine, "alice", &thread_id).await;
+    assert_eq!(
+        stored.iter().find(|i| i["id"] == item_id).unwrap()["widget"],
+        form_widget
+    );
+}
+
 on_both_stores!(
+    editing_from_the_widget_opens_a_form_in_place_and_saves_it_without_the_model,
+    a_bad_or_forged_edit_submission_is_refused_and_changes_nothing,
     a_delete_by_chat_waits_for_confirm_then_the_same_run_deletes_and_answers,
     cancel_tells_the_model_the_user_declined_and_deletes_nothing,
     a_pending_confirmation_survives_a_restart_and_is_answered_by_another_engine,

@@ -267,13 +267,34 @@ test("acts on tasks from their widgets, confirms a delete, and the database agre
   assert.equal(await page.locator(".msg.assistant").count(), answersBefore, "no model answer");
   assert.equal(tasksInDatabase()["water the plants"], true);
 
+  // Edit one in place: its row becomes a form; Save updates the database
+  // and redraws the row, again with no answer.
+  const dentist = list.locator(".w-ListViewItem", { hasText: "book a dentist" });
+  await dentist.locator("button", { hasText: "Edit" }).click();
+  const form = list.locator(".w-ListViewItem form");
+  await form.waitFor();
+  assert.equal(await form.locator("input[name=title]").inputValue(), "book a dentist");
+  await form.locator("input[name=title]").fill("book a dentist for Friday");
+  await form.locator("select[name=priority]").selectOption("high");
+  await form.locator("input[name=due_date]").fill("2031-05-09");
+  await shot("08-edit-form");
+  await form.locator("button[type=submit]").click();
+  const edited = list.locator(".w-ListViewItem", { hasText: "book a dentist for Friday" });
+  await edited.locator(".w-Badge", { hasText: "high" }).waitFor();
+  await waitIdle();
+  assert.equal(await list.locator("form").count(), 0, "the form is gone");
+  assert.equal(await page.locator(".msg.assistant").count(), answersBefore, "no model answer");
+  const inDbAfterEdit = tasksInDatabase();
+  assert.equal(inDbAfterEdit["book a dentist for Friday"], false);
+  assert.equal("book a dentist" in inDbAfterEdit, false);
+
   // Delete one through the confirmation card.
   await sendMessage("delete pay the rent");
   await waitIdle();
   const card = page.locator(".widget .w-Card", { hasText: "Delete the task “pay the rent”?" });
   await card.waitFor();
   assert.equal(tasksInDatabase()["pay the rent"], false, "nothing is deleted before Confirm");
-  await shot("08-confirm");
+  await shot("09-confirm");
   await card.locator(".w-footer button", { hasText: "Confirm" }).click();
   await card.locator(".w-Caption", { hasText: "Confirmed" }).waitFor();
   await waitIdle();
@@ -290,7 +311,7 @@ test("acts on tasks from their widgets, confirms a delete, and the database agre
   await waitIdle();
   await page.waitForSelector(".msg.assistant >> text=/nothing was deleted/");
   assert.equal(tasksInDatabase()["fix the bike"], false);
-  await shot("09-cancelled");
+  await shot("10-cancelled");
 
   // After a reload the page shows what the database has.
   await page.reload();
@@ -300,6 +321,7 @@ test("acts on tasks from their widgets, confirms a delete, and the database agre
   const inDb = tasksInDatabase();
   const shownAfter = await tasksInWidget(reloaded);
   assert.equal(shownAfter["water the plants"], true, "the toggled row stays toggled");
+  assert.equal(shownAfter["book a dentist for Friday"], false, "the edited row stays edited");
   assert.equal(inDb["water the plants"], true);
   assert.equal(await page.locator(".w-Caption", { hasText: "Confirmed" }).count(), 1);
   assert.equal(await page.locator(".w-Caption", { hasText: "Cancelled" }).count(), 1);
@@ -308,5 +330,5 @@ test("acts on tasks from their widgets, confirms a delete, and the database agre
   await sendMessage("show my tasks");
   await waitIdle();
   assert.deepEqual(await tasksInWidget(page.locator(".widget .w-ListView").last()), tasksInDatabase());
-  await shot("10-after-reload");
+  await shot("11-after-reload");
 });

@@ -453,7 +453,7 @@ from chatkit.actions import ActionConfig  # noqa: E402
 #: The component types the to-do assistant's widgets use; each must appear in the dump.
 TASK_WIDGET_COMPONENTS = {
     "Card", "ListView", "ListViewItem", "Row", "Col", "Text", "Title", "Caption", "Badge",
-    "Button", "Icon", "Divider", "Spacer",
+    "Button", "Icon", "Divider", "Spacer", "Form", "Input", "Select", "Label",
 }
 
 

@@ -66,6 +66,9 @@ from .errors import (
 __version__: str = _native.__version__
 
 __all__ = [
+    "ActionContext",
+    "ActionHandler",
+    "ActionResult",
     "ChatEngine",
     "ProcessResult",
     "RequestContext",
@@ -141,6 +144,66 @@ class ToolResult:
             envelope["widget"] = dict(self.widget)
         envelope["effects"] = [dict(effect) for effect in self.effects]
         return envelope
+
+
+ActionContext = Dict[str, Optional[str]]
+"""What an action handler receives first: ``user_id``, ``email``, ``name``,
+``locale`` (the verified caller who clicked)."""
+
+ActionHandler = Callable[[ActionContext, Dict[str, Any], Dict[str, Any]], Awaitable[Any]]
+"""``async def handler(ctx, action, widget) -> ActionResult | None``."""
+
+A = TypeVar("A", bound=ActionHandler)
+
+
+class ActionResult:
+    """What a widget action handler changes on the page.
+
+    ``widget`` (a ``Card``, ``ListView`` or ``Basic`` dict) replaces the
+    widget that sent the action, in place and stored (a reload shows it);
+    ``None`` leaves it as it was. ``effects`` are ``{"name": ..., "data":
+    {...}}`` dicts sent as ``client_effect`` events.
+    """
+
+    __slots__ = ("widget", "effects")
+
+    def __init__(
+        self,
+        widget: Optional[Mapping[str, Any]] = None,
+        effects: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        self.widget = widget
+        self.effects = effects
+
+    def _chatkit_envelope(self) -> Dict[str, Any]:
+        """The envelope the engine reads (shared with the Node binding)."""
+        envelope: Dict[str, Any] = {"ok": True}
+        if self.widget is not None:
+            envelope["widget"] = dict(self.widget)
+        envelope["effects"] = [dict(effect) for effect in self.effects]
+        return envelope
+
+
+def _action_envelope(func: ActionHandler) -> ActionHandler:
+    """Wraps a user's handler so the engine gets the shared envelope: an
+    ``ActionResult`` or ``None`` as is, a :class:`ChatKitError` as a refusal
+    keeping its code and message (shown to the user)."""
+
+    async def handler(ctx: ActionContext, action: Dict[str, Any], widget: Dict[str, Any]) -> Any:
+        try:
+            result = await func(ctx, action, widget)
+        except ChatKitError as err:
+            return {"ok": False, "code": err.code, "error": err.message or str(err)}
+        if result is None:
+            return None
+        if isinstance(result, ActionResult):
+            return result._chatkit_envelope()
+        raise TypeError(
+            f"action handler {func!r} returned {type(result).__name__}; "
+            "return an ActionResult or None"
+        )
+
+    return handler
 
 
 class ChatEngine:
@@ -252,6 +315,39 @@ class ChatEngine:
 
         if func is not None:
             return register(func)
+        return register
+
+    def add_action(self, action_type: str, func: ActionHandler) -> None:
+        """Registers ``async def func(ctx, action, widget)`` as the handler of
+        widget actions of type ``action_type`` (a button's ``onClickAction``,
+        a form's ``onSubmitAction``...), answered without the model.
+
+        Before ``func`` runs, the engine checks that the action comes from a
+        widget item of the caller's own thread that offers exactly this
+        action: a forged type or payload is refused as
+        :class:`InvalidRequestError`. A submitted form adds only the values
+        of its named controls to the payload. ``ctx`` is the verified caller,
+        ``action`` is ``{"type", "payload"}``, ``widget`` the sender's widget
+        root. Return an :class:`ActionResult` (the replacing widget, client
+        effects) or ``None``; raise a :class:`ChatKitError` such as
+        ``InvalidRequestError("Title cannot be empty")`` to refuse with that
+        message. Any other exception is an internal error (logged, not
+        shown). A handler for a built-in type (``tasks.toggle``...) replaces
+        it. Register handlers before the first request.
+        """
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(f"{func!r} is not an async function (define it with `async def`)")
+        if not action_type:
+            raise ValueError("the action handler needs an action type")
+        self._native.add_action(action_type, _action_envelope(func))
+
+    def action(self, action_type: str) -> Callable[[A], A]:
+        """Decorator form of :meth:`add_action`: ``@engine.action("cart.add")``."""
+
+        def register(f: A) -> A:
+            self.add_action(action_type, f)
+            return f
+
         return register
 
     def start(self) -> Awaitable[None]:

@@ -69,6 +69,82 @@ impl ActionOutcome {
         self.effects.push(effect);
         self
     }
+
+    /// The outcome a host-language handler (Python, JS) described as a JSON
+    /// envelope, the format both bindings share:
+    ///
+    /// | envelope | meaning |
+    /// | --- | --- |
+    /// | `null` or `{"ok": true}` | nothing changes on the page |
+    /// | `{"ok": true, "widget": {..}}` | the widget root that replaces the sender |
+    /// | `{"ok": true, "effects": [{"name": .., "data": {..}}]}` | `client_effect` events |
+    /// | `{"ok": false, "code": .., "error": ..}` | the handler refused: `invalid_request` and `not_supported` keep their code, any other code is a `custom` error showing `error` to the user |
+    ///
+    /// A widget that is not a root or an effect without a name is an
+    /// `internal` error (a bug in the host's handler, logged, never shown).
+    ///
+    /// ```
+    /// use chatkit_engine::engine::ActionOutcome;
+    /// use serde_json::json;
+    ///
+    /// let outcome = ActionOutcome::from_envelope(json!({
+    ///     "ok": true,
+    ///     "widget": {"type": "Card", "children": []},
+    ///     "effects": [{"name": "cart_changed", "data": {"count": 2}}],
+    /// })).unwrap();
+    /// assert_eq!(outcome.effects[0].name, "cart_changed");
+    /// let refused = ActionOutcome::from_envelope(json!({"ok": false, "code": "invalid_request", "error": "Title cannot be empty"}));
+    /// assert_eq!(refused.unwrap_err().code(), "invalid_request");
+    /// ```
+    pub fn from_envelope(envelope: Value) -> Result<Self> {
+        let mut map = match envelope {
+            Value::Null => return Ok(Self::default()),
+            Value::Object(map) => map,
+            _ => {
+                return Err(Error::Internal(
+                    "an action handler answered with something other than an object".into(),
+                ));
+            }
+        };
+        if map.get("ok") == Some(&Value::Bool(false)) {
+            let message = map
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("the action failed")
+                .to_owned();
+            return Err(match map.get("code").and_then(Value::as_str) {
+                Some("invalid_request") => Error::InvalidRequest(message),
+                Some("not_supported") => Error::NotSupported(message),
+                _ => Error::Custom {
+                    message,
+                    allow_retry: false,
+                },
+            });
+        }
+        let mut outcome = Self::default();
+        if let Some(widget) = map.remove("widget").filter(|w| !w.is_null()) {
+            crate::protocol::widget::check_root(&widget).map_err(|err| {
+                Error::Internal(format!("an action handler's widget was refused: {err}"))
+            })?;
+            outcome.widget = Some(widget);
+        }
+        if let Some(Value::Array(effects)) = map.remove("effects") {
+            for effect in effects {
+                match effect.get("name").and_then(Value::as_str) {
+                    Some(name) if !name.is_empty() => {
+                        let data = effect.get("data").cloned().unwrap_or(Value::Null);
+                        outcome.effects.push(ClientEffect::new(name, data));
+                    }
+                    _ => {
+                        return Err(Error::Internal(
+                            "an action handler's client effect needs a non-empty `name`".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
 }
 
 /// Handles widget actions of one type.
@@ -195,21 +271,59 @@ impl ActionHandlers {
 
 /// Whether some action config inside `widget` (any `on...Action` prop, or a
 /// card's `confirm` / `cancel`) has `action`'s type and payload.
+///
+/// A submitted form adds its fields to the payload (ChatKit merges the
+/// values of named controls into it; a dotted name such as `task.title`
+/// becomes a nested object). So the action of a `Form`'s `onSubmitAction`,
+/// or of a `Card` with `asForm`, may carry extra top-level keys, but only
+/// the names (first segments) of controls inside that form; every key the
+/// config itself sets must come back unchanged.
 pub fn offers(widget: &Value, action: &Action) -> bool {
     let payload = action.payload.clone().unwrap_or(Value::Null);
-    let matches = |config: &Value| {
+    let exact = |config: &Value| {
         config.get("type").and_then(Value::as_str) == Some(action.kind.as_str())
             && config.get("payload").cloned().unwrap_or(Value::Null) == payload
+    };
+    let with_fields = |config: &Value, form: &Value| {
+        if config.get("type").and_then(Value::as_str) != Some(action.kind.as_str()) {
+            return false;
+        }
+        let configured = match config.get("payload") {
+            Some(Value::Object(map)) => map.clone(),
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(_) => return false,
+        };
+        let Value::Object(sent) = &payload else {
+            return false;
+        };
+        let fields = field_names(form);
+        configured
+            .iter()
+            .all(|(key, value)| sent.get(key) == Some(value))
+            && sent
+                .keys()
+                .filter(|key| !configured.contains_key(*key))
+                .all(|key| fields.iter().any(|field| field == key))
     };
     let mut stack = vec![widget];
     while let Some(value) = stack.pop() {
         match value {
             Value::Object(map) => {
+                let is_form = map.get("type").and_then(Value::as_str) == Some("Form")
+                    || map.get("asForm") == Some(&Value::Bool(true));
                 for (key, child) in map {
                     let is_action =
                         (key.starts_with("on") && key.ends_with("Action")) || key == "action";
-                    if is_action && matches(child) {
+                    let submits =
+                        is_form && (key == "onSubmitAction" || key == "confirm" || key == "cancel");
+                    if is_action && exact(child) {
                         return true;
+                    }
+                    if submits {
+                        let config = child.get("action").unwrap_or(child);
+                        if exact(config) || with_fields(config, value) {
+                            return true;
+                        }
                     }
                     stack.push(child);
                 }
@@ -219,4 +333,128 @@ pub fn offers(widget: &Value, action: &Action) -> bool {
         }
     }
     false
+}
+
+/// The payload keys the named controls inside `form` submit: each control's
+/// `name` up to its first `.`.
+fn field_names(form: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut stack = vec![form];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                if let Some(name) = map.get("name").and_then(Value::as_str)
+                    && map
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(is_control)
+                {
+                    let first = name.split('.').next().unwrap_or(name);
+                    names.push(first.to_owned());
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(list) => stack.extend(list),
+            _ => {}
+        }
+    }
+    names
+}
+
+/// Whether a component type is a form control with a submitted value.
+fn is_control(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Input" | "Textarea" | "Select" | "DatePicker" | "Checkbox" | "RadioGroup"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::widget::{ActionConfig, Component};
+    use serde_json::json;
+
+    fn sent(kind: &str, payload: Value) -> Action {
+        Action {
+            kind: kind.into(),
+            payload: Some(payload),
+        }
+    }
+
+    fn form_widget() -> Value {
+        Component::card()
+            .child(
+                Component::form(ActionConfig::new("note.save").payload(json!({"id": 7})))
+                    .child(Component::input("title"))
+                    .child(Component::input("meta.color")),
+            )
+            .child(Component::button("Pin").prop(
+                "onClickAction",
+                ActionConfig::new("note.pin").payload(json!({"id": 7})),
+            ))
+            .into_value()
+    }
+
+    #[test]
+    fn a_submitted_form_may_add_the_values_of_its_own_controls() {
+        let widget = form_widget();
+        assert!(offers(&widget, &sent("note.save", json!({"id": 7}))));
+        assert!(offers(
+            &widget,
+            &sent(
+                "note.save",
+                json!({"id": 7, "title": "x", "meta": {"color": "red"}})
+            )
+        ));
+    }
+
+    #[test]
+    fn a_submitted_form_cannot_change_its_payload_or_add_other_keys() {
+        let widget = form_widget();
+        assert!(!offers(
+            &widget,
+            &sent("note.save", json!({"id": 8, "title": "x"}))
+        ));
+        assert!(!offers(&widget, &sent("note.save", json!({"title": "x"}))));
+        assert!(!offers(
+            &widget,
+            &sent("note.save", json!({"id": 7, "owner": "bob"}))
+        ));
+        assert!(!offers(&widget, &sent("note.save", json!(["id", 7]))));
+    }
+
+    #[test]
+    fn a_button_outside_a_form_takes_no_extra_keys() {
+        let widget = form_widget();
+        assert!(offers(&widget, &sent("note.pin", json!({"id": 7}))));
+        assert!(!offers(
+            &widget,
+            &sent("note.pin", json!({"id": 7, "title": "x"}))
+        ));
+    }
+
+    #[test]
+    fn a_host_envelope_becomes_an_outcome_or_a_coded_error() {
+        assert_eq!(
+            ActionOutcome::from_envelope(Value::Null).unwrap(),
+            ActionOutcome::default()
+        );
+        let err =
+            ActionOutcome::from_envelope(json!({"ok": false, "error": "Sold out"})).unwrap_err();
+        assert_eq!(
+            (err.code(), err.to_string()),
+            ("custom", "Sold out".to_owned())
+        );
+        let err = ActionOutcome::from_envelope(json!({"ok": true, "widget": {"type": "Text"}}))
+            .unwrap_err();
+        assert_eq!(err.code(), "internal");
+        let err = ActionOutcome::from_envelope(json!({"ok": true, "effects": [{"data": {}}]}))
+            .unwrap_err();
+        assert_eq!(err.code(), "internal");
+        assert_eq!(
+            ActionOutcome::from_envelope(json!(3)).unwrap_err().code(),
+            "internal"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 //! | rule | how |
 //! | --- | --- |
 //! | keys `key`, `id`, `type` come first | [`Component::key`] / [`Component::id`] are placed before `type` whenever they are set |
-//! | ... except in the flex boxes `Box`, `Row`, `Col`, `Form` | their props come first, then `key`, `id`, `type` (the Python models inherit the box props first) |
+//! | ... except in the flex boxes `Box`, `Row`, `Col`, `Form` | their box props come first, then `key`, `id`, `type`, then the type's own `onSubmitAction` / `direction` (the Python models inherit the box props first) |
 //! | props follow in the order given | give them in the Python model's declaration order for identical bytes |
 //! | `children` is a list | [`Component::child`] / [`Component::children`] append to it |
 //! | actions are complete `ActionConfig`s | [`ActionConfig`] always writes `type`, `payload` (when set), `handler`, `loadingBehavior`, `streaming` |
@@ -15,7 +15,7 @@
 //! Component types the conformance suite checks prop by prop against the
 //! strict models: `Card`, `ListView`, `ListViewItem`, `Row`, `Col`, `Box`,
 //! `Text`, `Title`, `Caption`, `Badge`, `Button`, `Icon`, `Divider`,
-//! `Spacer`, `Checkbox`, `Markdown`.
+//! `Spacer`, `Checkbox`, `Markdown`, `Form`, `Input`, `Select`, `Label`.
 //!
 //! ```
 //! use chatkit_engine::protocol::widget::{ActionConfig, Component};
@@ -40,6 +40,9 @@ pub const ROOT_TYPES: [&str; 3] = ["Card", "ListView", "Basic"];
 
 /// Flex boxes: serialized props first, then `key`, `id`, `type`.
 const BOX_TYPES: [&str; 4] = ["Box", "Row", "Col", "Form"];
+
+/// Fields a box type declares itself, serialized after `type`.
+const BOX_OWN_PROPS: [&str; 2] = ["onSubmitAction", "direction"];
 
 /// One widget component under construction.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,6 +117,13 @@ impl Component {
         Self::new("Button").prop("label", label.into())
     }
 
+    /// A button that submits its `Form` (the form's `onSubmitAction` is sent).
+    pub fn submit_button(label: impl Into<String>) -> Self {
+        Self::new("Button")
+            .prop("submit", true)
+            .prop("label", label.into())
+    }
+
     /// A built-in icon by name (`check`, `calendar`, ...).
     pub fn icon(name: impl Into<String>) -> Self {
         Self::new("Icon").prop("name", name.into())
@@ -127,6 +137,42 @@ impl Component {
     /// Flexible space.
     pub fn spacer() -> Self {
         Self::new("Spacer")
+    }
+
+    /// A `Form`: a box whose `onSubmitAction` is sent with the values of the
+    /// named controls inside it merged into its payload (see
+    /// [`crate::engine::actions::offers`] for what the engine accepts).
+    pub fn form(on_submit: ActionConfig) -> Self {
+        Self::new("Form").prop("onSubmitAction", on_submit)
+    }
+
+    /// A text `Input` submitting its value as `name` (then, in the model's
+    /// order: `inputType`, `defaultValue`, `required`, `pattern`,
+    /// `placeholder`, ...).
+    pub fn input(name: impl Into<String>) -> Self {
+        Self::new("Input").prop("name", name.into())
+    }
+
+    /// A `Select` submitting the chosen option's value as `name`; `options`
+    /// are `(value, label)` pairs (then `placeholder`, `defaultValue`, ...).
+    pub fn select<'a>(
+        name: impl Into<String>,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        let options: Vec<Value> = options
+            .into_iter()
+            .map(|(value, label)| serde_json::json!({ "value": value, "label": label }))
+            .collect();
+        Self::new("Select")
+            .prop("name", name.into())
+            .prop("options", options)
+    }
+
+    /// A `Label` for the control named `field_name`.
+    pub fn label(value: impl Into<String>, field_name: impl Into<String>) -> Self {
+        Self::new("Label")
+            .prop("value", value.into())
+            .prop("fieldName", field_name.into())
     }
 
     /// Sets `key` (written before `type`).
@@ -184,8 +230,14 @@ impl Component {
         let mut map = Map::with_capacity(self.props.len() + 3);
         let props_first = BOX_TYPES.contains(&self.kind.as_str());
         let props = if props_first {
-            map.extend(self.props);
-            Map::new()
+            // The box props come first; a box type's own fields (`Form`'s
+            // `onSubmitAction`, `direction`) follow `type`.
+            let (own, shared): (Map<String, Value>, Map<String, Value>) = self
+                .props
+                .into_iter()
+                .partition(|(name, _)| BOX_OWN_PROPS.contains(&name.as_str()));
+            map.extend(shared);
+            own
         } else {
             self.props
         };

@@ -53,7 +53,7 @@ use crate::agents::{RunConfig, Runner};
 use crate::auth::JwtVerifier;
 use crate::config::EngineConfig;
 use crate::context::RequestContext;
-use crate::engine::{AgentResponder, ChatEngine, Responder, Turn};
+use crate::engine::{ActionHandlers, AgentResponder, ChatEngine, Responder, Turn};
 use crate::error::{Error, Result};
 use crate::models::{self, ScriptedModel};
 use crate::protocol::{Action, StreamOptions, ThreadItem, ThreadMetadata};
@@ -103,6 +103,20 @@ impl Assistant {
     /// host-language functions as tools. An extra tool with a task tool's
     /// name replaces that task tool.
     pub fn with_tools(tasks: SharedTaskStore, runner: Runner, extra: &ToolSet) -> Self {
+        Self::with_extensions(tasks, runner, extra, &ActionHandlers::new())
+    }
+
+    /// Like [`Assistant::with_tools`], with `actions`: widget action
+    /// handlers next to the task widgets' own (see
+    /// [`crate::engine::actions`]), the seam through which the bindings
+    /// register host-language action handlers. A handler for a task action
+    /// type (`tasks.toggle`, ...) replaces the built-in one.
+    pub fn with_extensions(
+        tasks: SharedTaskStore,
+        runner: Runner,
+        extra: &ToolSet,
+        actions: &ActionHandlers,
+    ) -> Self {
         let mut tools = ToolSet::new();
         for tool in task_tools(Arc::clone(&tasks)).iter() {
             tools.push(Arc::new(widgets::Presented::new(
@@ -113,10 +127,12 @@ impl Assistant {
         tools.extend(extra);
         let agents = TaskAgents::new(tools.clone());
         let router = agents.clone();
+        let mut handlers = widgets::task_actions(Arc::clone(&tasks));
+        handlers.extend(actions);
         let responder =
             AgentResponder::routed(runner, ORCHESTRATOR, move |text| router.route(text))
                 .tool_labels(tool_label)
-                .action_handlers(&widgets::task_actions(Arc::clone(&tasks)));
+                .action_handlers(&handlers);
         Self {
             tasks,
             tools,
@@ -253,6 +269,16 @@ impl App {
     /// [`App::from_config`] with extra tools given to both agents (see
     /// [`Assistant::with_tools`]).
     pub async fn from_config_with_tools(config: EngineConfig, extra: ToolSet) -> Result<Self> {
+        Self::from_config_with_extensions(config, extra, ActionHandlers::new()).await
+    }
+
+    /// [`App::from_config`] with extra tools and widget action handlers (see
+    /// [`Assistant::with_extensions`]).
+    pub async fn from_config_with_extensions(
+        config: EngineConfig,
+        extra: ToolSet,
+        actions: ActionHandlers,
+    ) -> Result<Self> {
         config.validate()?;
         let database = store::connect_with(&config.database_options()).await?;
         let tasks = task_table_named(&database, &config.tasks_table).await?;
@@ -260,7 +286,7 @@ impl App {
         let mut run = RunConfig::new(model);
         run.max_turns = config.max_turns;
         run.tool_timeout = Duration::from_secs(config.tool_timeout_secs);
-        let assistant = Assistant::with_tools(tasks, Runner::new(run), &extra)
+        let assistant = Assistant::with_extensions(tasks, Runner::new(run), &extra, &actions)
             .history_items(config.history_items)
             .approval_ttl(Duration::from_secs(config.approval_ttl_secs));
         let verifier = JwtVerifier::from_config(&config).await?;

@@ -2,8 +2,8 @@
 //!
 //! | tool result | widget | actions it offers |
 //! | --- | --- | --- |
-//! | `list_tasks` | `ListView`, one `ListViewItem` per task (key = task id): done icon, title (struck through when done), priority and category badges, due date | `tasks.toggle`, `tasks.delete` |
-//! | `create_task`, `get_task`, `update_task`, `toggle_complete` | a `Card` of the task (key = task id) | `tasks.toggle`, `tasks.delete` |
+//! | `list_tasks` | `ListView`, one `ListViewItem` per task (key = task id): done icon, title (struck through when done), priority and category badges, due date | `tasks.toggle`, `tasks.edit`, `tasks.delete` |
+//! | `create_task`, `get_task`, `update_task`, `toggle_complete` | a `Card` of the task (key = task id) | `tasks.toggle`, `tasks.edit`, `tasks.delete` |
 //! | `get_stats` | a compact `Card`: total, pending, done | none |
 //!
 //! Every task tool that changed tasks adds a `tasks_changed` client effect
@@ -16,16 +16,20 @@
 //! | action | effect on the widget |
 //! | --- | --- |
 //! | `tasks.toggle` | toggles the task, redraws its row or card |
+//! | `tasks.edit` | the row or card becomes a `Form`: title, priority, category, due date (`YYYY-MM-DD`, empty clears it), Save and Cancel |
+//! | `tasks.edit_save` | the submitted form (payload `task_id` plus the fields `title`, `priority`, `category`, `due_date`) updates the task with the same validation as `update_task`; the task is redrawn. Bad values are an `invalid_request` error and change nothing (the form stays) |
+//! | `tasks.edit_cancel` | redraws the task unchanged |
 //! | `tasks.delete` | asks in place: the row becomes "Delete ...?" with `tasks.delete_confirm` / `tasks.delete_cancel` |
 //! | `tasks.delete_confirm` | deletes the task, removes its row (a card says it was deleted) |
 //! | `tasks.delete_cancel` | redraws the task unchanged |
 
 use super::SharedTaskStore;
-use super::task::{Priority, TaskRecord, TaskStats};
+use super::task::{Category, Priority, TaskPatch, TaskRecord, TaskStats, parse_due_date};
 use crate::context::RequestContext;
 use crate::engine::{ActionHandlers, ActionOutcome};
 use crate::error::{Error, Result};
 use crate::protocol::Action;
+use crate::protocol::Timestamp;
 use crate::protocol::widget::{ActionConfig, Component};
 use crate::tools::{ClientEffect, Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
@@ -37,6 +41,12 @@ pub const TASKS_CHANGED: &str = "tasks_changed";
 
 /// Action types of the task widgets.
 pub const TOGGLE: &str = "tasks.toggle";
+/// Opens the edit form of a task (answered in place).
+pub const EDIT: &str = "tasks.edit";
+/// Saves the submitted edit form.
+pub const EDIT_SAVE: &str = "tasks.edit_save";
+/// Closes the edit form without a change.
+pub const EDIT_CANCEL: &str = "tasks.edit_cancel";
 /// Asks to delete a task (answered in place).
 pub const DELETE: &str = "tasks.delete";
 /// Deletes a task after the in-place question.
@@ -68,8 +78,7 @@ fn badges(task: &TaskRecord) -> Component {
         )
         .child(Component::badge(task.category.as_str()).prop("color", "info"));
     if let Some(due) = &task.due_date {
-        let day: String = due.to_string().chars().take(10).collect();
-        row = row.child(Component::caption(format!("Due {day}")));
+        row = row.child(Component::caption(format!("Due {}", day(due))));
     }
     row.prop("gap", 1)
 }
@@ -83,13 +92,17 @@ fn title(task: &TaskRecord) -> Component {
     }
 }
 
-fn buttons(task: &TaskRecord) -> [Component; 2] {
+fn buttons(task: &TaskRecord) -> [Component; 3] {
     let toggle = if task.completed { "Undo" } else { "Done" };
     [
         Component::button(toggle)
             .prop("onClickAction", action(TOGGLE, task))
             .prop("iconStart", if task.completed { "reload" } else { "check" })
             .prop("variant", "outline")
+            .prop("size", "sm"),
+        Component::button("Edit")
+            .prop("onClickAction", action(EDIT, task))
+            .prop("variant", "ghost")
             .prop("size", "sm"),
         Component::button("Delete")
             .prop("onClickAction", action(DELETE, task))
@@ -117,7 +130,7 @@ fn done_icon(task: &TaskRecord) -> Component {
 
 /// One row of the task list.
 pub fn task_row(task: &TaskRecord) -> Component {
-    let [toggle, delete] = buttons(task);
+    let [toggle, edit, delete] = buttons(task);
     Component::list_view_item().key(task.id.clone()).child(
         Component::row()
             .child(done_icon(task))
@@ -129,10 +142,94 @@ pub fn task_row(task: &TaskRecord) -> Component {
                     .prop("gap", 1),
             )
             .child(toggle)
+            .child(edit)
             .child(delete)
             .prop("align", "center")
             .prop("gap", 2),
     )
+}
+
+/// The edit form of a task: what `tasks.edit` shows in place.
+fn edit_form(task: &TaskRecord) -> Component {
+    let priorities = Priority::ALL.map(|p| (p.as_str(), p.as_str()));
+    let categories = Category::ALL.map(|c| (c.as_str(), c.as_str()));
+    let mut due = Component::input("due_date");
+    if let Some(date) = &task.due_date {
+        due = due.prop("defaultValue", day(date));
+    }
+    let due = due
+        .prop("pattern", r"\d{4}-\d{2}-\d{2}")
+        .prop("placeholder", "YYYY-MM-DD");
+    Component::form(action(EDIT_SAVE, task))
+        .child(Component::label("Title", "title"))
+        .child(
+            Component::input("title")
+                .prop("defaultValue", task.title.clone())
+                .prop("required", true),
+        )
+        .child(
+            Component::row()
+                .child(
+                    Component::select("priority", priorities)
+                        .prop("defaultValue", task.priority.as_str()),
+                )
+                .child(
+                    Component::select("category", categories)
+                        .prop("defaultValue", task.category.as_str()),
+                )
+                .child(due)
+                .prop("gap", 2),
+        )
+        .child(
+            Component::row()
+                .child(Component::submit_button("Save").prop("size", "sm"))
+                .child(
+                    Component::button("Cancel")
+                        .prop("onClickAction", action(EDIT_CANCEL, task))
+                        .prop("variant", "outline")
+                        .prop("size", "sm"),
+                )
+                .prop("gap", 2),
+        )
+        .prop("gap", 2)
+}
+
+/// `YYYY-MM-DD` of a timestamp.
+fn day(at: &Timestamp) -> String {
+    at.to_string().chars().take(10).collect()
+}
+
+/// The patch a submitted edit form asks for: every field it carries, each
+/// checked like `update_task`'s arguments (the title by the task store).
+fn edit_patch(payload: &Value) -> Result<TaskPatch> {
+    let text = |field: &str| -> Result<Option<String>> {
+        match payload.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.trim().to_owned())),
+            Some(_) => Err(Error::invalid(format!("`{field}` must be text"))),
+        }
+    };
+    let mut patch = TaskPatch {
+        title: text("title")?,
+        ..TaskPatch::default()
+    };
+    if let Some(priority) = text("priority")? {
+        patch.priority = Some(priority.parse()?);
+    }
+    if let Some(category) = text("category")? {
+        patch.category = Some(category.parse()?);
+    }
+    if let Some(due) = text("due_date")? {
+        patch.due_date = Some(if due.is_empty() {
+            None
+        } else {
+            Some(parse_due_date(&due)?)
+        });
+    }
+    if patch.is_empty() {
+        return Err(Error::invalid("the edit form sent no field to change"));
+    }
+    Ok(patch)
 }
 
 /// The in-place question of a row whose Delete was clicked.
@@ -181,7 +278,7 @@ pub fn task_list(tasks: &[TaskRecord]) -> Value {
 
 /// The card of one task.
 pub fn task_card(task: &TaskRecord) -> Value {
-    let [toggle, delete] = buttons(task);
+    let [toggle, edit, delete] = buttons(task);
     let mut card = Component::card().key(task.id.clone()).child(
         Component::row()
             .child(done_icon(task))
@@ -198,7 +295,13 @@ pub fn task_card(task: &TaskRecord) -> Value {
     }
     card.child(badges(task))
         .child(Component::divider())
-        .child(Component::row().child(toggle).child(delete).prop("gap", 2))
+        .child(
+            Component::row()
+                .child(toggle)
+                .child(edit)
+                .child(delete)
+                .prop("gap", 2),
+        )
         .prop("size", "sm")
         .into_value()
 }
@@ -372,7 +475,15 @@ fn replace_keyed(widget: &mut Value, key: &str, render: &dyn Fn(bool) -> Option<
 /// The handlers of the task widgets' actions, over `tasks`.
 pub fn task_actions(tasks: SharedTaskStore) -> ActionHandlers {
     let mut handlers = ActionHandlers::new();
-    for kind in [TOGGLE, DELETE, DELETE_CONFIRM, DELETE_CANCEL] {
+    for kind in [
+        TOGGLE,
+        EDIT,
+        EDIT_SAVE,
+        EDIT_CANCEL,
+        DELETE,
+        DELETE_CONFIRM,
+        DELETE_CANCEL,
+    ] {
         let tasks = Arc::clone(&tasks);
         handlers = handlers.on(
             kind,
@@ -395,7 +506,11 @@ async fn handle(
     // Every operation is the caller's: another user's task is "not found".
     let (task, removed, changed) = match action.kind.as_str() {
         TOGGLE => (tasks.toggle_complete(&id, ctx).await?, false, true),
-        DELETE | DELETE_CANCEL => (tasks.get(&id, ctx).await?, false, false),
+        EDIT_SAVE => {
+            let patch = edit_patch(action.payload.as_ref().unwrap_or(&Value::Null))?;
+            (tasks.update(&id, &patch, ctx).await?, false, true)
+        }
+        EDIT | EDIT_CANCEL | DELETE | DELETE_CANCEL => (tasks.get(&id, ctx).await?, false, false),
         DELETE_CONFIRM => {
             let task = tasks.get(&id, ctx).await?;
             tasks.delete(&id, ctx).await?;
@@ -404,7 +519,23 @@ async fn handle(
         other => return Err(Error::NotSupported(format!("widget action `{other}`"))),
     };
     let asking = action.kind == DELETE;
+    let editing = action.kind == EDIT;
     let render = |is_root: bool| -> Option<Value> {
+        if editing {
+            let form = edit_form(&task);
+            return Some(if is_root {
+                Component::card()
+                    .key(task.id.clone())
+                    .child(form)
+                    .prop("size", "sm")
+                    .into_value()
+            } else {
+                Component::list_view_item()
+                    .key(task.id.clone())
+                    .child(form)
+                    .into_value()
+            });
+        }
         match (is_root, removed, asking) {
             (true, true, _) => Some(deleted_card(&task.title)),
             (false, true, _) => None,

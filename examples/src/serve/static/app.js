@@ -448,10 +448,12 @@ function renderComponent(node, item) {
       el = document.createElement("div");
       el.append(...kids());
       break;
+    case "Form":
+      el = renderForm(node, item, kids);
+      break;
     case "Row":
     case "Col":
     case "Box":
-    case "Form":
       el = document.createElement("div");
       if (typeof node.flex === "number") el.style.flex = String(node.flex);
       if (node.align) el.style.alignItems = node.align === "start" || node.align === "end" ? `flex-${node.align}` : node.align;
@@ -472,7 +474,40 @@ function renderComponent(node, item) {
       el.textContent = node.label ?? "";
       if (node.color) el.dataset.color = node.color;
       break;
+    case "Label":
+      el = document.createElement("label");
+      el.textContent = node.value ?? "";
+      if (node.fieldName) el.dataset.field = node.fieldName;
+      break;
+    case "Input":
+      el = document.createElement("input");
+      el.type = node.inputType || "text";
+      el.name = node.name || "";
+      el.value = node.defaultValue ?? "";
+      if (node.placeholder) el.placeholder = node.placeholder;
+      if (node.pattern) el.pattern = node.pattern;
+      if (node.required) el.required = true;
+      el.dir = "auto";
+      break;
+    case "Select":
+      el = document.createElement("select");
+      el.name = node.name || "";
+      for (const option of node.options || []) {
+        const opt = document.createElement("option");
+        opt.value = option.value;
+        opt.textContent = option.label;
+        el.append(opt);
+      }
+      if (node.defaultValue != null) el.value = node.defaultValue;
+      break;
     case "Button":
+      if (node.submit) {
+        el = document.createElement("button");
+        el.type = "submit";
+        el.className = "w-button primary";
+        el.textContent = node.label ?? "";
+        break;
+      }
       el = actionButton(node.label ?? "", node.onClickAction, item, "w-button");
       if (node.color) el.dataset.color = node.color;
       if (node.variant) el.dataset.variant = node.variant;
@@ -498,6 +533,29 @@ function renderComponent(node, item) {
   el.classList.add(`w-${node.type}`);
   if (node.key) el.dataset.key = node.key;
   return el;
+}
+
+/** A `Form`: submitting it sends its `onSubmitAction` with the values of its
+ * named controls merged into the payload (a dotted name nests), as ChatKit's
+ * own client does. */
+function renderForm(node, item, kids) {
+  const form = document.createElement("form");
+  form.noValidate = false;
+  form.append(...kids());
+  const action = node.onSubmitAction;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!action || action.handler === "client") return;
+    const payload = { ...(action.payload ?? {}) };
+    for (const [name, value] of new FormData(form)) {
+      const path = name.split(".");
+      let target = payload;
+      for (const part of path.slice(0, -1)) target = target[part] ??= {};
+      target[path[path.length - 1]] = value;
+    }
+    sendAction(item.id, { ...action, payload }, form.querySelector("button[type=submit]"));
+  });
+  return form;
 }
 
 function actionButton(label, action, item, className) {

@@ -1,0 +1,95 @@
+//! Python coroutine functions as widget action handlers.
+//!
+//! A [`PyActionHandler`] is a core [`ActionHandler`]: the engine has already
+//! checked that the sender widget offers the action (see
+//! `chatkit_engine::engine::actions`), then this schedules the registered
+//! `async def handler(ctx, action, widget)` on the asyncio loop of the
+//! request that sent it (the [`PyRequestLocals`] `process()` attaches, as
+//! for tools) and reads back the envelope the Python package builds from
+//! its `ActionResult` (`ActionOutcome::from_envelope`). An exception that is
+//! not a `ChatKitError` is an `internal` error: logged, never shown.
+
+use crate::convert;
+use crate::tools::PyRequestLocals;
+use async_trait::async_trait;
+use chatkit_engine::engine::{ActionHandler, ActionOutcome};
+use chatkit_engine::protocol::Action;
+use chatkit_engine::{Error, RequestContext};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use serde_json::{Value, json};
+
+/// A registered Python action handler.
+pub struct PyActionHandler {
+    /// The action type it handles.
+    pub kind: String,
+    /// `async def f(ctx: dict, action: dict, widget: dict) -> dict | None`
+    /// (the package's envelope wrapper around the user's function).
+    pub func: Py<PyAny>,
+}
+
+impl PyActionHandler {
+    fn start(
+        &self,
+        action: &Action,
+        widget: &Value,
+        ctx: &RequestContext,
+        locals: &pyo3_async_runtimes::TaskLocals,
+    ) -> PyResult<impl Future<Output = PyResult<Py<PyAny>>> + Send + use<>> {
+        Python::attach(|py| {
+            let context = PyDict::new(py);
+            context.set_item("user_id", &ctx.user_id)?;
+            context.set_item("email", &ctx.email)?;
+            context.set_item("name", &ctx.name)?;
+            context.set_item("locale", &ctx.locale)?;
+            let action = json!({ "type": action.kind, "payload": action.payload });
+            let coroutine = self.func.bind(py).call1((
+                context,
+                convert::to_python(py, &action)?,
+                convert::to_python(py, widget)?,
+            ))?;
+            pyo3_async_runtimes::into_future_with_locals(locals, coroutine)
+        })
+    }
+
+    fn failed(&self, err: &PyErr) -> Error {
+        let text = Python::attach(|py| {
+            let kind = err
+                .get_type(py)
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "Exception".to_owned());
+            format!("{kind}: {}", err.value(py))
+        });
+        Error::Internal(format!(
+            "Python action handler `{}` failed: {text}",
+            self.kind
+        ))
+    }
+}
+
+#[async_trait]
+impl ActionHandler for PyActionHandler {
+    async fn handle(
+        &self,
+        action: Action,
+        widget: Value,
+        ctx: RequestContext,
+    ) -> chatkit_engine::Result<ActionOutcome> {
+        let Some(locals) = PyRequestLocals::of(&ctx) else {
+            return Err(Error::NotSupported(format!(
+                "Python action handler `{}` needs the asyncio event loop of the request that \
+                 sends the action, and this request carries none (run it through \
+                 ChatEngine.process())",
+                self.kind
+            )));
+        };
+        let pending = self
+            .start(&action, &widget, &ctx, locals)
+            .map_err(|err| self.failed(&err))?;
+        let result = pending.await.map_err(|err| self.failed(&err))?;
+        let envelope = Python::attach(|py| convert::from_python(result.bind(py)))
+            .map_err(|err| self.failed(&err))?;
+        ActionOutcome::from_envelope(envelope)
+    }
+}
