@@ -10,7 +10,7 @@
 //! not a `ChatKitError` is an `internal` error: logged, never shown.
 
 use crate::convert;
-use crate::tools::PyRequestLocals;
+use crate::tools::{PyRequestLocals, describe};
 use async_trait::async_trait;
 use chatkit_engine::engine::{ActionHandler, ActionOutcome};
 use chatkit_engine::protocol::Action;
@@ -53,17 +53,10 @@ impl PyActionHandler {
     }
 
     fn failed(&self, err: &PyErr) -> Error {
-        let text = Python::attach(|py| {
-            let kind = err
-                .get_type(py)
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "Exception".to_owned());
-            format!("{kind}: {}", err.value(py))
-        });
         Error::Internal(format!(
-            "Python action handler `{}` failed: {text}",
-            self.kind
+            "Python action handler `{}` failed: {}",
+            self.kind,
+            describe(err)
         ))
     }
 }

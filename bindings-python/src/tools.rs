@@ -86,7 +86,8 @@ impl PyTool {
     }
 }
 
-fn describe(err: &PyErr) -> String {
+/// `Kind: message` of a Python exception, for logs and error texts.
+pub(crate) fn describe(err: &PyErr) -> String {
     Python::attach(|py| {
         let kind = err
             .get_type(py)

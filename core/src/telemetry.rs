@@ -38,7 +38,8 @@
 
 use crate::error::{Error, Result};
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -56,6 +57,26 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// The process's recorder, once installed (`None` when another recorder
 /// was there first).
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Handles of the metrics without labels (or with fixed ones), taken once
+/// the recorder is installed: recording through a handle skips building,
+/// hashing and looking up the metric's key on every call.
+struct Fixed {
+    turns_started: Counter,
+    turn_first_event: Histogram,
+    open_streams: Gauge,
+    busy_threads: Gauge,
+    pool_in_use: Gauge,
+    pool_idle: Gauge,
+    pool_waits: Counter,
+    pool_wait_seconds: Histogram,
+}
+
+static FIXED: OnceLock<Fixed> = OnceLock::new();
+
+fn fixed() -> Option<&'static Fixed> {
+    FIXED.get()
+}
 
 /// The installed Prometheus recorder of this process.
 #[derive(Clone, Debug)]
@@ -105,6 +126,17 @@ pub fn install() -> MetricsHandle {
                 None
             }
         }
+    });
+    // Whichever recorder won (ours or the host's), it is in place now.
+    FIXED.get_or_init(|| Fixed {
+        turns_started: counter!("chatkit_turns_started_total"),
+        turn_first_event: histogram!("chatkit_turn_first_event_seconds"),
+        open_streams: gauge!("chatkit_open_streams"),
+        busy_threads: gauge!("chatkit_busy_threads"),
+        pool_in_use: gauge!("chatkit_pool_connections", "state" => "in_use"),
+        pool_idle: gauge!("chatkit_pool_connections", "state" => "idle"),
+        pool_waits: counter!("chatkit_pool_waits_total"),
+        pool_wait_seconds: histogram!("chatkit_pool_wait_seconds"),
     });
     MetricsHandle {
         handle: handle.clone(),
@@ -193,7 +225,10 @@ fn describe() {
 
 /// A turn began.
 pub(crate) fn turn_started() {
-    counter!("chatkit_turns_started_total").increment(1);
+    match fixed() {
+        Some(f) => f.turns_started.increment(1),
+        None => counter!("chatkit_turns_started_total").increment(1),
+    }
 }
 
 /// A turn ended with `outcome` after `elapsed`.
@@ -204,7 +239,10 @@ pub(crate) fn turn_finished(outcome: &'static str, elapsed: Duration) {
 
 /// The responder's first event of a turn, `elapsed` after the turn began.
 pub(crate) fn turn_first_event(elapsed: Duration) {
-    histogram!("chatkit_turn_first_event_seconds").record(elapsed);
+    match fixed() {
+        Some(f) => f.turn_first_event.record(elapsed),
+        None => histogram!("chatkit_turn_first_event_seconds").record(elapsed),
+    }
 }
 
 /// One model call ended.
@@ -237,30 +275,52 @@ pub fn tool_call(tool: &str, ok: bool, elapsed: Duration) {
 
 /// A stream opened (`+1`) or closed (`-1`).
 pub(crate) fn open_streams(delta: f64) {
-    gauge!("chatkit_open_streams").increment(delta);
+    match fixed() {
+        Some(f) => f.open_streams.increment(delta),
+        None => gauge!("chatkit_open_streams").increment(delta),
+    }
 }
 
 /// A thread became busy (`+1`) or free (`-1`).
 pub(crate) fn busy_threads(delta: f64) {
-    gauge!("chatkit_busy_threads").increment(delta);
+    match fixed() {
+        Some(f) => f.busy_threads.increment(delta),
+        None => gauge!("chatkit_busy_threads").increment(delta),
+    }
 }
 
-/// One store call took `elapsed`.
-pub(crate) fn store_query(store: &'static str, op: &'static str, elapsed: Duration) {
+/// The histogram of one store operation (callers keep the handle: recording
+/// through a handle skips the registry lookup).
+pub(crate) fn store_query_histogram(store: &'static str, op: &'static str) -> Histogram {
     histogram!("chatkit_store_query_duration_seconds", "store" => store, "op" => op)
-        .record(elapsed);
 }
 
 /// The PostgreSQL pool's connections right now.
 pub(crate) fn pool_connections(in_use: usize, idle: usize) {
-    gauge!("chatkit_pool_connections", "state" => "in_use").set(in_use as f64);
-    gauge!("chatkit_pool_connections", "state" => "idle").set(idle as f64);
+    match fixed() {
+        Some(f) => {
+            f.pool_in_use.set(in_use as f64);
+            f.pool_idle.set(idle as f64);
+        }
+        None => {
+            gauge!("chatkit_pool_connections", "state" => "in_use").set(in_use as f64);
+            gauge!("chatkit_pool_connections", "state" => "idle").set(idle as f64);
+        }
+    }
 }
 
 /// An acquire found no idle connection and waited `elapsed`.
 pub(crate) fn pool_waited(elapsed: Duration) {
-    counter!("chatkit_pool_waits_total").increment(1);
-    histogram!("chatkit_pool_wait_seconds").record(elapsed);
+    match fixed() {
+        Some(f) => {
+            f.pool_waits.increment(1);
+            f.pool_wait_seconds.record(elapsed);
+        }
+        None => {
+            counter!("chatkit_pool_waits_total").increment(1);
+            histogram!("chatkit_pool_wait_seconds").record(elapsed);
+        }
+    }
 }
 
 /// A caller was rejected with `code`.

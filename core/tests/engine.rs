@@ -1261,3 +1261,50 @@ async fn an_item_being_written_when_the_client_leaves_is_stored_before_the_cance
     };
     assert_eq!(marker.content, CANCELLED_MARKER_TEXT);
 }
+
+#[tokio::test]
+async fn a_store_without_its_own_history_query_pages_to_the_same_history() {
+    let sqlite = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let paging = LandsLate {
+        inner: Arc::clone(&sqlite),
+        delay: std::time::Duration::ZERO,
+    };
+    let alice = RequestContext::new("alice");
+    let thread = ThreadMetadata::new("thr_history", chatkit_engine::protocol::Timestamp::now());
+    sqlite.save_thread(&thread, &alice).await.unwrap();
+    // More widgets than a page holds at the limit, so the default pages on.
+    for index in 0..5_i64 {
+        let message: ThreadItem = serde_json::from_value(json!({"id": format!("m{index}"),
+            "thread_id": thread.id, "created_at": "2025-01-01T00:00:00Z", "type": "assistant_message",
+            "content": [{"type": "output_text", "text": "hi", "annotations": []}]}))
+        .unwrap();
+        sqlite
+            .add_thread_item(&thread.id, &message, &alice)
+            .await
+            .unwrap();
+        for copy in 0..3 {
+            let widget: ThreadItem =
+                serde_json::from_value(json!({"id": format!("w{index}_{copy}"),
+                "thread_id": thread.id, "created_at": "2025-01-01T00:00:00Z", "type": "widget",
+                "widget": {"type": "Card", "children": []}}))
+                .unwrap();
+            sqlite
+                .add_thread_item(&thread.id, &widget, &alice)
+                .await
+                .unwrap();
+        }
+    }
+    let ids = |items: Vec<ThreadItem>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    let paged = ids(paging
+        .load_history_items(&thread.id, 3, &alice)
+        .await
+        .unwrap());
+    assert_eq!(paged, ["m2", "m3", "m4"]);
+    assert_eq!(
+        paged,
+        ids(sqlite
+            .load_history_items(&thread.id, 3, &alice)
+            .await
+            .unwrap())
+    );
+}

@@ -70,6 +70,7 @@ suite! {
         unknown_cursors_are_invalid,
         items_paginate_in_both_orders,
         items_keep_insertion_order_not_timestamp_order,
+        history_items_are_the_newest_model_input_oldest_first_without_widgets,
         item_upserts_keep_their_position,
         item_ids_may_collide_across_threads_and_users,
         item_calls_on_foreign_or_missing_threads_are_not_found,
@@ -622,6 +623,58 @@ async fn items_paginate_in_both_orders(store: &dyn Store) {
         .await
         .unwrap();
     assert!(page.data.is_empty() && !page.has_more && page.after.is_none());
+}
+
+async fn history_items_are_the_newest_model_input_oldest_first_without_widgets(store: &dyn Store) {
+    let alice = alice();
+    let thread = thread_of(store, &alice).await;
+    for index in 0..6 {
+        let message = user_message(&thread.id, &format!("m{index}"), "hi", at(index * 2));
+        store
+            .add_thread_item(&thread.id, &message, &alice)
+            .await
+            .unwrap();
+        let widget = item_from_json(
+            &thread.id,
+            r#"{"id":"","thread_id":"THREAD","created_at":"2025-01-01T00:00:00Z","type":"widget","widget":{"type":"Card","children":[]}}"#,
+        );
+        let widget = ThreadItem {
+            id: format!("w{index}"),
+            created_at: at(index * 2 + 1),
+            ..widget
+        };
+        store
+            .add_thread_item(&thread.id, &widget, &alice)
+            .await
+            .unwrap();
+    }
+    let ids = |items: Vec<ThreadItem>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .load_history_items(&thread.id, 4, &alice)
+            .await
+            .unwrap()),
+        ["m2", "m3", "m4", "m5"],
+        "the newest four messages, oldest first; widgets neither count nor load"
+    );
+    assert_eq!(
+        ids(store
+            .load_history_items(&thread.id, 100, &alice)
+            .await
+            .unwrap())
+        .len(),
+        6
+    );
+    let err = store
+        .load_history_items(&thread.id, 4, &RequestContext::new("bob"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "not_found");
+    let err = store
+        .load_history_items("thr_missing", 4, &alice)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "not_found");
 }
 
 async fn items_keep_insertion_order_not_timestamp_order(store: &dyn Store) {

@@ -705,19 +705,26 @@ async fn fake_sessions_api(fail: bool) -> (String, Arc<Mutex<Seen>>) {
     (format!("http://{addr}/v1"), seen)
 }
 
-#[tokio::test]
-async fn hosted_sessions_are_created_through_the_chatkit_sessions_api() {
-    let (api, seen) = fake_sessions_api(false).await;
+/// `serve` with hosted sessions of `workflow` on the fake API at `api`, and
+/// alice's development token.
+async fn start_hosted(api: &str, workflow: &str) -> (TestServer, String) {
     let server = start(&[
         "--openai-api-key",
         "sk-test-key",
         "--chatkit-workflow-id",
-        "wf_123",
+        workflow,
         "--chatkit-api-base",
-        &api,
+        api,
     ])
     .await;
     let token = server.dev_token("alice").await;
+    (server, token)
+}
+
+#[tokio::test]
+async fn hosted_sessions_are_created_through_the_chatkit_sessions_api() {
+    let (api, seen) = fake_sessions_api(false).await;
+    let (server, token) = start_hosted(&api, "wf_123").await;
 
     let res = server
         .http
@@ -761,16 +768,7 @@ async fn hosted_sessions_are_created_through_the_chatkit_sessions_api() {
 
     // Upstream failures are 502 JSON errors that never echo the key.
     let (api, _) = fake_sessions_api(true).await;
-    let server = start(&[
-        "--openai-api-key",
-        "sk-test-key",
-        "--chatkit-workflow-id",
-        "wf_missing",
-        "--chatkit-api-base",
-        &api,
-    ])
-    .await;
-    let token = server.dev_token("alice").await;
+    let (server, token) = start_hosted(&api, "wf_missing").await;
     let res = server
         .http
         .post(server.url("/chatkit/session"))

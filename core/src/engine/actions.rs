@@ -128,21 +128,8 @@ impl ActionOutcome {
             })?;
             outcome.widget = Some(widget);
         }
-        if let Some(Value::Array(effects)) = map.remove("effects") {
-            for effect in effects {
-                match effect.get("name").and_then(Value::as_str) {
-                    Some(name) if !name.is_empty() => {
-                        let data = effect.get("data").cloned().unwrap_or(Value::Null);
-                        outcome.effects.push(ClientEffect::new(name, data));
-                    }
-                    _ => {
-                        return Err(Error::Internal(
-                            "an action handler's client effect needs a non-empty `name`".into(),
-                        ));
-                    }
-                }
-            }
-        }
+        outcome.effects = ClientEffect::from_envelope(map.remove("effects"))
+            .map_err(|message| Error::Internal(format!("an action handler's {message}")))?;
         Ok(outcome)
     }
 }

@@ -93,6 +93,41 @@ pub trait Store: Send + Sync + 'static {
         ctx: &RequestContext,
     ) -> Result<Page<ThreadItem>>;
 
+    /// The newest `limit` items of a thread that are model input (every item
+    /// but widgets, which a model never reads), oldest first: what a turn
+    /// gives the model as history. `NotFound` if the thread is absent or not
+    /// the caller's.
+    ///
+    /// The default pages through [`Store::load_thread_items`]; the built-in
+    /// stores filter in the query, so a turn never decodes the widgets of
+    /// its history (a task list widget is tens of KiB of JSON).
+    async fn load_history_items(
+        &self,
+        thread_id: &str,
+        limit: usize,
+        ctx: &RequestContext,
+    ) -> Result<Vec<ThreadItem>> {
+        let mut newest_first = Vec::with_capacity(limit);
+        let mut after: Option<String> = None;
+        while newest_first.len() < limit {
+            let page = self
+                .load_thread_items(thread_id, after.as_deref(), limit, Order::Desc, ctx)
+                .await?;
+            after = page.data.last().map(|item| item.id.clone());
+            newest_first.extend(
+                page.data
+                    .into_iter()
+                    .filter(|item| item.type_name() != "widget"),
+            );
+            if !page.has_more || after.is_none() {
+                break;
+            }
+        }
+        newest_first.truncate(limit);
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
     /// Persists an item. An existing item with the same id is replaced in
     /// place (keeping its position).
     async fn add_thread_item(

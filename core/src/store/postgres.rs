@@ -366,6 +366,28 @@ impl Store for PostgresStore {
         Ok(finish_page(items, limit, |item| &item.id))
     }
 
+    async fn load_history_items(
+        &self,
+        thread_id: &str,
+        limit: usize,
+        ctx: &RequestContext,
+    ) -> Result<Vec<ThreadItem>> {
+        let payloads: Vec<String> = sqlx::query_scalar(&self.sql.history_items)
+            .bind(&ctx.user_id)
+            .bind(thread_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        if payloads.is_empty() {
+            self.require_thread(thread_id, ctx).await?;
+        }
+        payloads
+            .iter()
+            .rev()
+            .map(|payload| decode::<ThreadItem>(payload, "item"))
+            .collect()
+    }
+
     async fn add_thread_item(
         &self,
         thread_id: &str,
@@ -675,6 +697,7 @@ struct Sql {
     item_seq: String,
     items_asc: String,
     items_desc: String,
+    history_items: String,
     load_item: String,
     delete_item: [String; 2],
     save_attachment: String,
@@ -764,6 +787,10 @@ impl Sql {
             items_desc: q(
                 "SELECT payload FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 \
                  AND seq < $3 ORDER BY seq DESC LIMIT $4",
+            ),
+            history_items: q(
+                "SELECT payload FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 \
+                 AND item_type <> 'widget' ORDER BY seq DESC LIMIT $3",
             ),
             load_item: q(
                 "SELECT payload FROM {s}.chat_messages WHERE user_id = $1 AND thread_id = $2 AND id = $3",

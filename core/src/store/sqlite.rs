@@ -354,6 +354,31 @@ impl Store for SqliteStore {
         Ok(finish_page(items, limit, |item| &item.id))
     }
 
+    async fn load_history_items(
+        &self,
+        thread_id: &str,
+        limit: usize,
+        ctx: &RequestContext,
+    ) -> Result<Vec<ThreadItem>> {
+        let payloads: Vec<String> = sqlx::query_scalar(
+            "SELECT payload FROM chat_messages WHERE user_id = ? AND thread_id = ? \
+             AND item_type <> 'widget' ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(&ctx.user_id)
+        .bind(thread_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        if payloads.is_empty() {
+            self.require_thread(thread_id, ctx).await?;
+        }
+        payloads
+            .iter()
+            .rev()
+            .map(|payload| decode::<ThreadItem>(payload, "item"))
+            .collect()
+    }
+
     async fn add_thread_item(
         &self,
         thread_id: &str,

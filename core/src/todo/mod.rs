@@ -141,7 +141,8 @@ impl Assistant {
         }
     }
 
-    /// How many recent thread items the model sees (default 30).
+    /// How many recent thread items the model reads (default 30); widgets,
+    /// which it never reads, neither count nor load.
     pub fn history_items(mut self, items: usize) -> Self {
         self.responder = self.responder.history_items(items);
         self

@@ -33,6 +33,7 @@ use crate::protocol::Timestamp;
 use crate::protocol::widget::{ActionConfig, Component};
 use crate::tools::{ClientEffect, Tool, ToolContext, ToolOutput};
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -353,10 +354,12 @@ pub fn present(tool: &str, output: &mut ToolOutput) {
         return;
     }
     let data = &result["data"];
-    let record = || serde_json::from_value::<TaskRecord>(data.clone()).ok();
+    // Read through the reference: a list is tens of KiB of JSON, not worth a
+    // clone per call.
+    let record = || TaskRecord::deserialize(data).ok();
     match tool {
         "list_tasks" => {
-            if let Ok(tasks) = serde_json::from_value::<Vec<TaskRecord>>(data.clone()) {
+            if let Ok(tasks) = Vec::<TaskRecord>::deserialize(data) {
                 output.widget = Some(task_list(&tasks));
             }
         }
@@ -368,7 +371,7 @@ pub fn present(tool: &str, output: &mut ToolOutput) {
             }
         }
         "get_stats" => {
-            if let Ok(stats) = serde_json::from_value::<TaskStats>(data.clone()) {
+            if let Ok(stats) = TaskStats::deserialize(data) {
                 output.widget = Some(stats_card(&stats));
             }
         }

@@ -124,6 +124,26 @@ pub struct ClientEffect {
 }
 
 impl ClientEffect {
+    /// The `effects` list of a host envelope (`[{"name": .., "data": {..}}]`;
+    /// absent or not a list: none), or what is wrong with it.
+    pub(crate) fn from_envelope(
+        effects: Option<Value>,
+    ) -> std::result::Result<Vec<Self>, &'static str> {
+        let Some(Value::Array(effects)) = effects else {
+            return Ok(Vec::new());
+        };
+        effects
+            .into_iter()
+            .map(|effect| match effect.get("name").and_then(Value::as_str) {
+                Some(name) if !name.is_empty() => Ok(ClientEffect::new(
+                    name,
+                    effect.get("data").cloned().unwrap_or(Value::Null),
+                )),
+                _ => Err("a client effect needs a non-empty `name`"),
+            })
+            .collect()
+    }
+
     /// An effect with this name and data (a non-object `data` is wrapped as
     /// `{"value": data}`).
     pub fn new(name: impl Into<String>, data: Value) -> Self {
@@ -207,16 +227,9 @@ impl ToolOutput {
             }
             output.widget = Some(widget);
         }
-        if let Some(Value::Array(effects)) = map.remove("effects") {
-            for effect in effects {
-                match effect.get("name").and_then(Value::as_str) {
-                    Some(name) if !name.is_empty() => {
-                        let data = effect.get("data").cloned().unwrap_or(Value::Null);
-                        output.effects.push(ClientEffect::new(name, data));
-                    }
-                    _ => return Self::error("a client effect needs a non-empty `name`"),
-                }
-            }
+        match ClientEffect::from_envelope(map.remove("effects")) {
+            Ok(effects) => output.effects = effects,
+            Err(message) => return Self::error(message),
         }
         output
     }

@@ -45,7 +45,7 @@ use super::{Responder, Turn};
 use crate::agents::{Agent, PausedRun, RunEvent, RunStream, Runner};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Action, ItemKind, Order, ThreadItem, ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent,
+    Action, ItemKind, ThreadItem, ThreadItemUpdate, ThreadMetadata, ThreadStreamEvent,
 };
 use crate::protocol::{IdKind, Timestamp, WidgetItem, new_id};
 use crate::store::{ApprovalDecision, PendingApproval};
@@ -162,7 +162,8 @@ impl AgentResponder {
         self
     }
 
-    /// How many recent thread items the model sees (default 30).
+    /// How many recent thread items the model reads (default 30); widgets,
+    /// which it never reads, neither count nor load.
     pub fn history_items(mut self, items: usize) -> Self {
         self.history_items = items.max(1);
         self
@@ -452,18 +453,10 @@ impl Responder for AgentResponder {
 
     async fn respond(&self, turn: &mut Turn, input: Option<&ThreadItem>) -> Result<()> {
         let thread_id = turn.thread().id.clone();
-        let mut recent = turn
+        let recent = turn
             .store()
-            .load_thread_items(
-                &thread_id,
-                None,
-                self.history_items,
-                Order::Desc,
-                turn.context(),
-            )
-            .await?
-            .data;
-        recent.reverse();
+            .load_history_items(&thread_id, self.history_items, turn.context())
+            .await?;
         let messages = history::to_messages(&recent);
         let latest_text = input
             .or_else(|| {
