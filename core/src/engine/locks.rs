@@ -9,12 +9,15 @@
 //! The lease is released by [`TurnLease::release`] at the end of every turn
 //! (success, client gone, failure). A lease dropped without it (a request
 //! that failed validation after the lease was taken) is released by a task
-//! spawned from `Drop`; if even that cannot run, the row expires.
+//! spawned from `Drop`; if even that cannot run, the row expires. A release
+//! that fails (the database was unreachable when the turn ended) is retried
+//! before the thread's next turn in this process, so the replica does not
+//! answer `thread_busy` on its own threads until the row expires.
 
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::store::SharedStore;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,9 +25,31 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub(crate) struct ThreadLocks {
     busy: Mutex<HashSet<(String, String)>>,
+    /// Lease rows this process's finished turns could not delete (the
+    /// database was unreachable then), by thread: the owner to delete before
+    /// the thread's next turn here, so a live replica does not keep its own
+    /// threads busy until the rows expire.
+    stranded: Mutex<HashMap<(String, String), String>>,
 }
 
 impl ThreadLocks {
+    /// Remembers that a finished turn's lease row could not be deleted.
+    fn strand(&self, user_id: &str, thread_id: &str, owner: String) {
+        self.stranded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((user_id.to_owned(), thread_id.to_owned()), owner);
+    }
+
+    /// The owner of the row a finished turn of this process left on the
+    /// thread, if any (forgotten: the caller deletes it or strands it again).
+    fn take_stranded(&self, user_id: &str, thread_id: &str) -> Option<String> {
+        self.stranded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&(user_id.to_owned(), thread_id.to_owned()))
+    }
+
     /// Marks the thread busy, or returns `None` if a turn already runs on it.
     pub(crate) fn try_acquire(
         self: &Arc<Self>,
@@ -84,6 +109,7 @@ pub(crate) struct TurnLease {
 
 /// The lease row this turn holds.
 struct SharedLease {
+    locks: Arc<ThreadLocks>,
     store: SharedStore,
     thread_id: String,
     owner: String,
@@ -122,6 +148,14 @@ impl TurnLease {
                 shared: None,
             });
         }
+        // A row an earlier turn of this process could not delete: that turn
+        // has ended and the in-process lock is ours, so it is stale.
+        if let Some(stale) = locks.take_stranded(&ctx.user_id, thread_id)
+            && let Err(err) = store.release_turn_lease(thread_id, &stale, ctx).await
+        {
+            locks.strand(&ctx.user_id, thread_id, stale);
+            return Err(err);
+        }
         let owner = format!("{replica}/{}", uuid::Uuid::new_v4().simple());
         if !store.try_lease_turn(thread_id, &owner, ttl, ctx).await? {
             return Err(busy());
@@ -129,6 +163,7 @@ impl TurnLease {
         Ok(Self {
             local: Some(local),
             shared: Some(SharedLease {
+                locks: Arc::clone(locks),
                 store: Arc::clone(store),
                 thread_id: thread_id.to_owned(),
                 owner,
@@ -182,8 +217,12 @@ impl TurnLease {
             tracing::warn!(
                 code = err.code(),
                 error = %err,
-                "could not release the turn lease; it expires on its own"
+                "could not release the turn lease; the thread's next turn here deletes it, \
+                 or it expires on its own"
             );
+            shared
+                .locks
+                .strand(&shared.ctx.user_id, &shared.thread_id, shared.owner);
         }
         self.local.take();
     }
@@ -198,10 +237,16 @@ impl Drop for TurnLease {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
-                let _ = shared
+                if shared
                     .store
                     .release_turn_lease(&shared.thread_id, &shared.owner, &shared.ctx)
-                    .await;
+                    .await
+                    .is_err()
+                {
+                    shared
+                        .locks
+                        .strand(&shared.ctx.user_id, &shared.thread_id, shared.owner);
+                }
             });
         }
     }
@@ -210,6 +255,200 @@ impl Drop for TurnLease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Attachment, FeedbackKind, Order, Page, ThreadItem, ThreadMetadata};
+    use crate::store::{
+        ApprovalDecision, PendingApproval, Store, TurnUsage, UsageScope, UsageTotals,
+    };
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Lease rows in memory (they never expire here), whose deletes fail
+    /// while `unreachable` is set; nothing else is ever called.
+    #[derive(Default)]
+    struct Leases {
+        rows: Mutex<HashMap<String, String>>,
+        unreachable: AtomicBool,
+    }
+
+    fn unused<T>() -> Result<T> {
+        Err(Error::NotSupported("not part of this test".into()))
+    }
+
+    #[async_trait]
+    impl Store for Leases {
+        async fn load_thread(&self, _: &str, _: &RequestContext) -> Result<ThreadMetadata> {
+            unused()
+        }
+        async fn save_thread(&self, _: &ThreadMetadata, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn load_threads(
+            &self,
+            _: usize,
+            _: Option<&str>,
+            _: Order,
+            _: &RequestContext,
+        ) -> Result<Page<ThreadMetadata>> {
+            unused()
+        }
+        async fn delete_thread(&self, _: &str, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn load_thread_items(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+            _: Order,
+            _: &RequestContext,
+        ) -> Result<Page<ThreadItem>> {
+            unused()
+        }
+        async fn add_thread_item(&self, _: &str, _: &ThreadItem, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn save_item(&self, _: &str, _: &ThreadItem, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn load_item(&self, _: &str, _: &str, _: &RequestContext) -> Result<ThreadItem> {
+            unused()
+        }
+        async fn delete_thread_item(&self, _: &str, _: &str, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn save_attachment(&self, _: &Attachment, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn load_attachment(&self, _: &str, _: &RequestContext) -> Result<Attachment> {
+            unused()
+        }
+        async fn delete_attachment(&self, _: &str, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn add_feedback(
+            &self,
+            _: &str,
+            _: &[String],
+            _: FeedbackKind,
+            _: &RequestContext,
+        ) -> Result<()> {
+            unused()
+        }
+        async fn load_feedback(
+            &self,
+            _: &str,
+            _: &str,
+            _: &RequestContext,
+        ) -> Result<Option<FeedbackKind>> {
+            unused()
+        }
+        async fn save_approval(&self, _: &PendingApproval, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn decide_approval(
+            &self,
+            _: &str,
+            _: ApprovalDecision,
+            _: &RequestContext,
+        ) -> Result<Option<PendingApproval>> {
+            unused()
+        }
+        async fn ping(&self) -> Result<()> {
+            Ok(())
+        }
+        fn shares_turn_leases(&self) -> bool {
+            true
+        }
+        async fn try_lease_turn(
+            &self,
+            thread_id: &str,
+            owner: &str,
+            _: Duration,
+            _: &RequestContext,
+        ) -> Result<bool> {
+            let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+            if rows.contains_key(thread_id) {
+                return Ok(false);
+            }
+            rows.insert(thread_id.to_owned(), owner.to_owned());
+            Ok(true)
+        }
+        async fn release_turn_lease(
+            &self,
+            thread_id: &str,
+            owner: &str,
+            _: &RequestContext,
+        ) -> Result<()> {
+            if self.unreachable.load(Ordering::SeqCst) {
+                return Err(Error::storage("the database is unreachable"));
+            }
+            let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+            if rows.get(thread_id).is_some_and(|held| held == owner) {
+                rows.remove(thread_id);
+            }
+            Ok(())
+        }
+        async fn record_turn_usage(&self, _: &TurnUsage, _: &RequestContext) -> Result<()> {
+            unused()
+        }
+        async fn token_usage(&self, _: &UsageScope, _: &RequestContext) -> Result<UsageTotals> {
+            unused()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lease_whose_release_failed_is_deleted_before_the_threads_next_turn_here() {
+        let leases = Arc::new(Leases::default());
+        let store: SharedStore = leases.clone();
+        let locks = Arc::new(ThreadLocks::default());
+        let ctx = RequestContext::new("u");
+        let ttl = Duration::from_secs(30);
+        let first = TurnLease::acquire(&locks, &store, "replica-a", ttl, "thr_1", &ctx)
+            .await
+            .unwrap();
+        // The turn ends while the database is unreachable: its row stays.
+        leases.unreachable.store(true, Ordering::SeqCst);
+        first.release().await;
+        assert_eq!(leases.rows.lock().unwrap().len(), 1);
+        // Still unreachable: the next turn fails with the store's error, and
+        // the row is still remembered.
+        let err = TurnLease::acquire(&locks, &store, "replica-a", ttl, "thr_1", &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "storage_error");
+        // Back: the next turn here deletes the stale row and takes the thread.
+        leases.unreachable.store(false, Ordering::SeqCst);
+        let second = TurnLease::acquire(&locks, &store, "replica-a", ttl, "thr_1", &ctx)
+            .await
+            .unwrap();
+        second.release().await;
+        assert!(leases.rows.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn another_processs_lease_is_never_taken_over() {
+        let leases = Arc::new(Leases::default());
+        let store: SharedStore = leases.clone();
+        let ctx = RequestContext::new("u");
+        let ttl = Duration::from_secs(30);
+        let (here, there) = (
+            Arc::new(ThreadLocks::default()),
+            Arc::new(ThreadLocks::default()),
+        );
+        let held = TurnLease::acquire(&there, &store, "replica-b", ttl, "thr_1", &ctx)
+            .await
+            .unwrap();
+        let err = TurnLease::acquire(&here, &store, "replica-a", ttl, "thr_1", &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "thread_busy");
+        held.release().await;
+        assert!(
+            TurnLease::acquire(&here, &store, "replica-a", ttl, "thr_1", &ctx)
+                .await
+                .is_ok()
+        );
+    }
 
     #[test]
     fn a_thread_is_busy_until_its_lease_is_dropped() {
