@@ -16,7 +16,6 @@ use chatkit_engine::engine::{ActionHandler, ActionOutcome};
 use chatkit_engine::protocol::Action;
 use chatkit_engine::{Error, RequestContext};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use serde_json::{Value, json};
 
 /// A registered Python action handler.
@@ -37,11 +36,7 @@ impl PyActionHandler {
         locals: &pyo3_async_runtimes::TaskLocals,
     ) -> PyResult<impl Future<Output = PyResult<Py<PyAny>>> + Send + use<>> {
         Python::attach(|py| {
-            let context = PyDict::new(py);
-            context.set_item("user_id", &ctx.user_id)?;
-            context.set_item("email", &ctx.email)?;
-            context.set_item("name", &ctx.name)?;
-            context.set_item("locale", &ctx.locale)?;
+            let context = convert::caller(py, ctx)?;
             let action = json!({ "type": action.kind, "payload": action.payload });
             let coroutine = self.func.bind(py).call1((
                 context,

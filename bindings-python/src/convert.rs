@@ -43,3 +43,17 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     serde_json::from_str(&text)
         .map_err(|err| pyo3::exceptions::PyValueError::new_err(err.to_string()))
 }
+
+/// The verified caller as the dict tools and action handlers get first:
+/// `user_id`, `email`, `name`, `locale`.
+pub fn caller<'py>(
+    py: Python<'py>,
+    ctx: &chatkit_engine::RequestContext,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let context = pyo3::types::PyDict::new(py);
+    context.set_item("user_id", &ctx.user_id)?;
+    context.set_item("email", &ctx.email)?;
+    context.set_item("name", &ctx.name)?;
+    context.set_item("locale", &ctx.locale)?;
+    Ok(context)
+}

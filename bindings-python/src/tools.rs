@@ -67,11 +67,7 @@ impl PyTool {
         locals: &TaskLocals,
     ) -> PyResult<impl Future<Output = PyResult<Py<PyAny>>> + Send + use<>> {
         Python::attach(|py| {
-            let context = PyDict::new(py);
-            context.set_item("user_id", &ctx.request.user_id)?;
-            context.set_item("email", &ctx.request.email)?;
-            context.set_item("name", &ctx.request.name)?;
-            context.set_item("locale", &ctx.request.locale)?;
+            let context = convert::caller(py, &ctx.request)?;
             context.set_item("call_id", &ctx.call_id)?;
             let args = if arguments.is_object() {
                 convert::to_python(py, arguments)?

@@ -130,6 +130,28 @@ fn sync_action(thread_id: &str, item_id: &str, kind: &str, task_id: &str) -> Val
     body
 }
 
+/// The row keyed `task_id` of a stored list widget.
+fn row_of(widget: &Value, task_id: &str) -> Value {
+    widget["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == task_id)
+        .cloned()
+        .expect("the row is there")
+}
+
+/// Alice clicks `kind` for `task_id` on the widget item (a sync action);
+/// returns the answer.
+async fn click(f: &Fixture, thread_id: &str, item_id: &str, kind: &str, task_id: &str) -> Value {
+    call_json(
+        &f.engine,
+        "alice",
+        sync_action(thread_id, item_id, kind, task_id),
+    )
+    .await
+}
+
 /// Lists alice's tasks and returns (thread id, the list widget item).
 async fn listed(f: &Fixture) -> (String, Value) {
     let events = wire(&call_stream(&f.engine, "alice", create("show my tasks")).await);
@@ -342,20 +364,9 @@ async fn a_delete_from_the_widget_asks_in_place_then_removes_the_row(backend: Ba
     let mom = add(&f, "alice", "call mom").await;
     let (thread_id, item) = listed(&f).await;
     let item_id = item["id"].as_str().unwrap();
-    let asked = call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.delete", &mom),
-    )
-    .await;
+    let asked = click(&f, &thread_id, item_id, "tasks.delete", &mom).await;
     let widget = &asked["updated_item"]["widget"];
-    let row = widget["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == mom.as_str())
-        .unwrap()
-        .clone();
+    let row = row_of(widget, &mom);
     let labels: Vec<_> = components(&row, "Button")
         .iter()
         .map(|b| b["onClickAction"]["type"].clone())
@@ -367,25 +378,10 @@ async fn a_delete_from_the_widget_asks_in_place_then_removes_the_row(backend: Ba
     assert_eq!(done(&f, "alice").await.len(), 2, "asking deletes nothing");
 
     // Keep it, then ask again and delete it.
-    let kept = call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.delete_cancel", &mom),
-    )
-    .await;
+    let kept = click(&f, &thread_id, item_id, "tasks.delete_cancel", &mom).await;
     assert_eq!(kept["updated_item"]["widget"], item["widget"]);
-    call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.delete", &mom),
-    )
-    .await;
-    let gone = call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.delete_confirm", &mom),
-    )
-    .await;
+    click(&f, &thread_id, item_id, "tasks.delete", &mom).await;
+    let gone = click(&f, &thread_id, item_id, "tasks.delete_confirm", &mom).await;
     let rows = gone["updated_item"]["widget"]["children"]
         .as_array()
         .unwrap()
@@ -768,17 +764,6 @@ fn submit(thread_id: &str, item_id: &str, task_id: &str, fields: Value) -> Value
         "action": {"type": "tasks.edit_save", "payload": payload}}})
 }
 
-/// The row keyed `task_id` of a stored list widget.
-fn row_of(widget: &Value, task_id: &str) -> Value {
-    widget["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == task_id)
-        .cloned()
-        .expect("the row is there")
-}
-
 async fn editing_from_the_widget_opens_a_form_in_place_and_saves_it_without_the_model(
     backend: Backend,
 ) {
@@ -789,12 +774,7 @@ async fn editing_from_the_widget_opens_a_form_in_place_and_saves_it_without_the_
     let before = items(&f.engine, "alice", &thread_id).await.len();
 
     // Edit: the row becomes a form with the task's current values.
-    let opened = call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.edit", &milk),
-    )
-    .await;
+    let opened = click(&f, &thread_id, item_id, "tasks.edit", &milk).await;
     let row = row_of(&opened["updated_item"]["widget"], &milk);
     let form = &row["children"][0];
     assert_eq!(form["type"], "Form");
@@ -867,29 +847,14 @@ async fn editing_from_the_widget_opens_a_form_in_place_and_saves_it_without_the_
 
     // Edit again, then Cancel: the row comes back unchanged; an empty due
     // date clears it.
-    call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.edit", &milk),
-    )
-    .await;
-    let cancelled = call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.edit_cancel", &milk),
-    )
-    .await;
+    click(&f, &thread_id, item_id, "tasks.edit", &milk).await;
+    let cancelled = click(&f, &thread_id, item_id, "tasks.edit_cancel", &milk).await;
     assert_eq!(
         row_of(&cancelled["updated_item"]["widget"], &milk),
         redrawn,
         "cancel redraws the task as it was"
     );
-    call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.edit", &milk),
-    )
-    .await;
+    click(&f, &thread_id, item_id, "tasks.edit", &milk).await;
     call_stream(
         &f.engine,
         "alice",
@@ -921,12 +886,7 @@ async fn a_bad_or_forged_edit_submission_is_refused_and_changes_nothing(backend:
         .await,
     );
     assert!(events.iter().any(|e| e["type"] == "error"), "{events:?}");
-    let opened = call_json(
-        &f.engine,
-        "alice",
-        sync_action(&thread_id, item_id, "tasks.edit", &milk),
-    )
-    .await;
+    let opened = click(&f, &thread_id, item_id, "tasks.edit", &milk).await;
     let form_widget = opened["updated_item"]["widget"].clone();
     for (fields, what) in [
         (json!({"title": "   "}), "an empty title"),

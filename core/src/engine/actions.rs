@@ -275,9 +275,10 @@ pub fn offers(widget: &Value, action: &Action) -> bool {
         if config.get("type").and_then(Value::as_str) != Some(action.kind.as_str()) {
             return false;
         }
+        let none = serde_json::Map::new();
         let configured = match config.get("payload") {
-            Some(Value::Object(map)) => map.clone(),
-            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(map)) => map,
+            None | Some(Value::Null) => &none,
             Some(_) => return false,
         };
         let Value::Object(sent) = &payload else {
