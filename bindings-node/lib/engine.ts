@@ -1,8 +1,10 @@
 /** The engine: `ChatEngine.create(config)`, `authenticate`, `process`, `handle`. */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createEngine, type NativeEngine, type RequestContext } from "../native/index.js";
 import { type EngineConfig, type SnakeCaseEngineConfig, configJson } from "./config.js";
 import { ChatKitError, fromNative, native } from "./errors.js";
-import { ChatKitResult } from "./result.js";
+import { readIncomingBody, readRequestBody } from "./body.js";
+import { ChatKitResult, SSE_HEADERS } from "./result.js";
 import { type ActionDefinition, type ToolDefinition, toNativeAction, toNativeTool } from "./tools.js";
 
 export type { RequestContext };
@@ -50,6 +52,15 @@ export interface HandleOptions {
    * verified with the configured JWKS or secret.
    */
   context?: RequestContext | ((request: Request) => RequestContext | Promise<RequestContext>);
+}
+
+/** Options of {@link ChatEngine.handleNode}. */
+export interface NodeHandleOptions {
+  /**
+   * The caller, for hosts that authenticate requests themselves. Without it
+   * the `Authorization: Bearer <JWT>` header is verified.
+   */
+  context?: RequestContext | ((request: IncomingMessage) => RequestContext | Promise<RequestContext>);
 }
 
 /** A request body: the raw bytes or text of a ChatKit request. */
@@ -167,18 +178,17 @@ export class ChatEngine {
   }
 
   /**
-   * A whole route handler: authenticates the request, processes its body
-   * and answers with JSON, an SSE stream, or the error's JSON body and
-   * status. The request's `signal` cancels the stream.
+   * A whole route handler for the web `Request`/`Response` API (Next.js App
+   * Router route handlers, Remix, Hono, Deno, Bun...): authenticates the
+   * request (or takes `options.context`), reads its body (at most the
+   * engine's `max_body_bytes`) and answers with JSON, an SSE stream, or the
+   * error's JSON body and status. The request's `signal` cancels the stream.
    */
   async handle(request: Request, options: HandleOptions = {}): Promise<Response> {
     try {
-      const context =
-        typeof options.context === "function"
-          ? await options.context(request)
-          : (options.context ?? (await this.authenticate(request.headers.get("authorization"))));
-      const body = new Uint8Array(await request.arrayBuffer());
-      const result = await this.process(body, context, { signal: request.signal });
+      const context = typeof options.context === "function" ? await options.context(request) : options.context;
+      const body = await readRequestBody(request, this.#native.maxBodyBytes);
+      const result = await this.#start(request.headers.get("authorization"), body, context, request.signal);
       return result.toResponse();
     } catch (err) {
       if (err instanceof ChatKitError) {
@@ -187,4 +197,93 @@ export class ChatEngine {
       throw err;
     }
   }
+
+  /**
+   * A whole route handler for Node's own `http` objects (Next.js Pages
+   * Router API routes, Express, Fastify's `raw`, `node:http`): the same
+   * contract as {@link handle}, written to `response`. Frames are written as
+   * they come, with backpressure; the client closing the connection cancels
+   * the turn (its partial text is kept). Without the web `Request` and
+   * `Response` objects around it this path costs less per request; see
+   * docs/performance.md. A body a host's parser already read (`request.body`)
+   * is used as it is.
+   *
+   * ```ts
+   * // pages/api/chatkit.ts
+   * export const config = { api: { bodyParser: false } };
+   * export default async function handler(req, res) {
+   *   await (await getEngine()).handleNode(req, res);
+   * }
+   * ```
+   */
+  async handleNode(request: IncomingMessage, response: ServerResponse, options: NodeHandleOptions = {}): Promise<void> {
+    let result: ChatKitResult;
+    try {
+      const context = typeof options.context === "function" ? await options.context(request) : options.context;
+      const body = await readIncomingBody(request, this.#native.maxBodyBytes);
+      result = await this.#start(request.headers.authorization, body, context);
+    } catch (err) {
+      if (err instanceof ChatKitError) {
+        const headers: Record<string, string> = { "content-type": "application/json" };
+        // The unread rest of a refused body is not worth keeping the connection for.
+        if (err.code === "payload_too_large") headers.connection = "close";
+        response.writeHead(err.status, headers);
+        response.end(err.body);
+        return;
+      }
+      throw err;
+    }
+    if (!result.isStream) {
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end(result.json);
+      return;
+    }
+    response.writeHead(200, SSE_HEADERS);
+    const onClose = () => result.cancel();
+    response.once("close", onClose);
+    // A client that left while the turn was starting closed before the listener.
+    if (closed(response)) result.cancel();
+    try {
+      for await (const chunk of result) {
+        if (!response.write(chunk)) await drained(response);
+      }
+    } catch (err) {
+      result.cancel();
+      response.destroy(err as Error);
+      throw err;
+    } finally {
+      response.off("close", onClose);
+    }
+    response.end();
+  }
+
+  /** One crossing into the engine: authenticate (unless `context` is given) and process. */
+  async #start(
+    authorization: string | null | undefined,
+    body: Buffer,
+    context: RequestContext | undefined,
+    signal?: AbortSignal,
+  ): Promise<ChatKitResult> {
+    const response = await native(this.#native.handle(context ? null : (authorization ?? null), body, context ?? null));
+    return new ChatKitResult(response, signal);
+  }
+}
+
+/** Whether the connection of `response` is gone. */
+function closed(response: ServerResponse): boolean {
+  return response.destroyed || (response.socket?.destroyed ?? false);
+}
+
+/** Resolves when `response` can take more bytes, or is closed. */
+function drained(response: ServerResponse): Promise<void> {
+  if (closed(response)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      response.off("drain", done);
+      response.off("close", done);
+      resolve();
+    };
+    response.once("drain", done);
+    response.once("close", done);
+  });
 }

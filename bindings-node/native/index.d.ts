@@ -23,6 +23,11 @@ export declare class NativeEngine {
   /** Whether Bearer tokens can be verified (a JWKS or secret is set). */
   get hasVerifier(): boolean
   /**
+   * The largest request body the engine accepts (`max_body_bytes`); a
+   * host stops reading a body past it.
+   */
+  get maxBodyBytes(): number
+  /**
    * How many turns are running right now (a cancelled turn runs until
    * its partial text is saved).
    */
@@ -49,6 +54,13 @@ export declare class NativeEngine {
    * JSON text.
    */
   tokenUsage(context: RequestContext, threadId?: string | undefined | null): Promise<string>
+  /**
+   * Authenticates and processes in one crossing: the caller is
+   * `context` when the host gives one, else the verified `authorization`
+   * header value (`Bearer <JWT>`). Rejections are the same as
+   * `authenticate`'s and `process`'s.
+   */
+  handle(authorization: string | undefined | null, body: Buffer, context?: RequestContext | undefined | null): Promise<NativeResponse>
   /**
    * Handles one ChatKit request body for `context`. Rejections happened
    * before any byte was streamed (map them to HTTP with the error's

@@ -61,6 +61,14 @@ impl NativeEngine {
         self.inner.engine.has_verifier()
     }
 
+    /// The largest request body the engine accepts (`max_body_bytes`); a
+    /// host stops reading a body past it.
+    #[napi(getter)]
+    pub fn max_body_bytes(&self) -> f64 {
+        // A JS number holds any realistic limit exactly (below 2^53).
+        self.inner.engine.config().max_body_bytes as f64
+    }
+
     /// How many turns are running right now (a cancelled turn runs until
     /// its partial text is saved).
     #[napi(getter)]
@@ -125,6 +133,30 @@ impl NativeEngine {
             .await
             .map_err(to_js_error)?;
         serde_json::to_string(&report).map_err(|err| to_js_error(Error::Internal(err.to_string())))
+    }
+
+    /// Authenticates and processes in one crossing: the caller is
+    /// `context` when the host gives one, else the verified `authorization`
+    /// header value (`Bearer <JWT>`). Rejections are the same as
+    /// `authenticate`'s and `process`'s.
+    #[napi]
+    pub async fn handle(
+        &self,
+        authorization: Option<String>,
+        body: Buffer,
+        context: Option<RequestContext>,
+    ) -> napi::Result<NativeResponse> {
+        let engine = self.inner.engine.clone();
+        let body = body.to_vec();
+        let context = match context {
+            Some(context) => context.into(),
+            None => engine
+                .authenticate(authorization.as_deref())
+                .await
+                .map_err(to_js_error)?,
+        };
+        let response = engine.process(&body, context).await.map_err(to_js_error)?;
+        Ok(NativeResponse::new(response))
     }
 
     /// Handles one ChatKit request body for `context`. Rejections happened
