@@ -12,10 +12,16 @@ import { ChatEngine, type RequestContext } from "chatkit-engine";
  * - `CHATKIT_DEMO_USER`: `next dev` only: with no JWT configuration, every
  *   request is this user (ignored when NODE_ENV is production)
  */
-let engine: Promise<ChatEngine> | undefined;
+// Next.js bundles this module once per router (pages/ and app/ each get a
+// copy), so a module-level variable would give each router its own engine,
+// with its own database pool and its own view of which threads are busy. The
+// one engine of the process lives on `globalThis` instead.
+const ENGINE = Symbol.for("chatkit-engine.example.engine");
+type Holder = { [ENGINE]?: Promise<ChatEngine> };
+const holder = globalThis as Holder;
 
 export function getEngine(): Promise<ChatEngine> {
-  engine ??= ChatEngine.create({
+  holder[ENGINE] ??= ChatEngine.create({
     databaseUrl: process.env.DATABASE_URL || "sqlite://chatkit.db",
     openaiApiKey: process.env.OPENAI_API_KEY || null,
     openaiBaseUrl: process.env.OPENAI_BASE_URL || null,
@@ -28,10 +34,10 @@ export function getEngine(): Promise<ChatEngine> {
       .map((aud) => aud.trim())
       .filter(Boolean),
   }).catch((err: unknown) => {
-    engine = undefined; // retry on the next request
+    holder[ENGINE] = undefined; // retry on the next request
     throw err;
   });
-  return engine;
+  return holder[ENGINE];
 }
 
 /**

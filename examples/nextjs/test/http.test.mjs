@@ -1,5 +1,6 @@
 // Drives the built app (`next build` first) over HTTP: `next start` serves
-// /api/chatkit, which embeds chatkit-engine; a whole turn goes through it.
+// /api/chatkit (a Pages Router API route) and /chatkit (an App Router route
+// handler), both embedding chatkit-engine; whole turns go through each.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
@@ -34,10 +35,14 @@ function token(sub) {
   return `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
 }
 
-function chatkit(body, sub) {
+// The same endpoint twice: a Pages Router API route (`handleNode`) and an
+// App Router route handler (`handle`); every ChatKit test runs on both.
+const PATHS = ["/api/chatkit", "/chatkit"];
+
+function post(path, body, sub) {
   const headers = { "content-type": "application/json" };
   if (sub) headers.authorization = `Bearer ${token(sub)}`;
-  return fetch(`${baseUrl}/api/chatkit`, { method: "POST", headers, body: JSON.stringify(body) });
+  return fetch(`${baseUrl}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
 }
 
 const input = (text) => ({ content: [{ type: "input_text", text }], attachments: [], inference_options: {} });
@@ -91,50 +96,56 @@ after(() => {
   server?.kill("SIGTERM");
 });
 
-test("a whole turn over HTTP, then the thread is listed and its items stored", async () => {
-  const user = `next-${randomUUID()}`;
-  const first = await chatkit({ type: "threads.create", params: { input: input("add a task to buy milk") } }, user);
-  assert.equal(first.status, 200, output);
-  assert.match(first.headers.get("content-type"), /^text\/event-stream/);
-  const created = events(await first.text());
-  assert.equal(created[0].type, "thread.created");
-  const threadId = created[0].thread.id;
-  assert.deepEqual(answers(created), ['Added "buy milk" to your tasks (medium priority).']);
+for (const path of PATHS) {
+  test(`${path}: a whole turn over HTTP, then the thread is listed and its items stored`, async () => {
+    const user = `next-${randomUUID()}`;
+    const first = await post(path, { type: "threads.create", params: { input: input("add a task to buy milk") } }, user);
+    assert.equal(first.status, 200, output);
+    assert.match(first.headers.get("content-type"), /^text\/event-stream/);
+    const created = events(await first.text());
+    assert.equal(created[0].type, "thread.created");
+    const threadId = created[0].thread.id;
+    assert.deepEqual(answers(created), ['Added "buy milk" to your tasks (medium priority).']);
 
-  const second = await chatkit(
-    { type: "threads.add_user_message", params: { thread_id: threadId, input: input("show my tasks") } },
-    user,
-  );
-  assert.equal(second.status, 200);
-  assert.match(answers(events(await second.text()))[0], /buy milk — pending/);
+    const second = await post(
+      path,
+      { type: "threads.add_user_message", params: { thread_id: threadId, input: input("show my tasks") } },
+      user,
+    );
+    assert.equal(second.status, 200);
+    assert.match(answers(events(await second.text()))[0], /buy milk — pending/);
 
-  const list = await chatkit({ type: "threads.list", params: {} }, user);
-  assert.equal(list.status, 200);
-  assert.match(list.headers.get("content-type"), /^application\/json/);
-  assert.deepEqual(
-    (await list.json()).data.map((t) => t.id),
-    [threadId],
-  );
+    const list = await post(path, { type: "threads.list", params: {} }, user);
+    assert.equal(list.status, 200);
+    assert.match(list.headers.get("content-type"), /^application\/json/);
+    assert.deepEqual(
+      (await list.json()).data.map((t) => t.id),
+      [threadId],
+    );
 
-  const stored = await chatkit({ type: "items.list", params: { thread_id: threadId, order: "asc" } }, user);
-  const kinds = (await stored.json()).data.map((item) => item.type);
-  assert.equal(kinds.filter((k) => k === "assistant_message").length, 2);
+    const stored = await post(path, { type: "items.list", params: { thread_id: threadId, order: "asc" } }, user);
+    const kinds = (await stored.json()).data.map((item) => item.type);
+    assert.equal(kinds.filter((k) => k === "assistant_message").length, 2);
 
-  // Another user sees nothing of it.
-  const foreign = await chatkit({ type: "items.list", params: { thread_id: threadId } }, `next-${randomUUID()}`);
-  assert.equal(foreign.status, 404);
-  assert.equal((await foreign.json()).error.code, "not_found");
-});
+    // Another user sees nothing of it.
+    const foreign = await post(path, { type: "items.list", params: { thread_id: threadId } }, `next-${randomUUID()}`);
+    assert.equal(foreign.status, 404);
+    assert.equal((await foreign.json()).error.code, "not_found");
+  });
 
-test("errors are JSON with their status", async () => {
-  const anonymous = await chatkit({ type: "threads.list", params: {} });
-  assert.equal(anonymous.status, 401);
-  assert.equal((await anonymous.json()).error.code, "unauthorized");
+  test(`${path}: errors are JSON with their status`, async () => {
+    const anonymous = await post(path, { type: "threads.list", params: {} });
+    assert.equal(anonymous.status, 401);
+    assert.equal((await anonymous.json()).error.code, "unauthorized");
 
-  const invalid = await chatkit({ type: "threads.nope", params: {} }, "someone");
-  assert.equal(invalid.status, 400);
-  assert.equal((await invalid.json()).error.code, "invalid_request");
-});
+    const invalid = await post(path, { type: "threads.nope", params: {} }, "someone");
+    assert.equal(invalid.status, 400);
+    assert.equal((await invalid.json()).error.code, "invalid_request");
+
+    const get = await fetch(`${baseUrl}${path}`);
+    assert.equal(get.status, 405);
+  });
+}
 
 test("the task list beside the chat follows what the assistant changed", async () => {
   const user = `next-${randomUUID()}`;
@@ -143,7 +154,7 @@ test("the task list beside the chat follows what the assistant changed", async (
   assert.equal(empty.status, 200);
   assert.deepEqual((await empty.json()).data, []);
 
-  const turn = await chatkit({ type: "threads.create", params: { input: input("add a task to water the plants") } }, user);
+  const turn = await post("/api/chatkit", { type: "threads.create", params: { input: input("add a task to water the plants") } }, user);
   const created = events(await turn.text());
   // The page's onEffect hears which tasks changed, then reloads the list.
   const effect = created.find((e) => e.type === "client_effect");
