@@ -337,6 +337,46 @@ impl Engine {
         })
     }
 
+    /// Authenticates and processes in one future (one crossing instead of
+    /// two): the caller is `ctx` when the host gives one, else the verified
+    /// `authorization` header value. Raises what `authenticate` and
+    /// `process` raise.
+    #[pyo3(signature = (body, authorization, ctx=None))]
+    fn handle<'py>(
+        &self,
+        py: Python<'py>,
+        body: &[u8],
+        authorization: Option<String>,
+        ctx: Option<PyRef<'py, RequestContext>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let body = Bytes::copy_from_slice(body);
+        let locals = caller_locals(py)?;
+        let given = ctx.map(|ctx| ctx.to_core());
+        let core = self.core();
+        let task_locals = locals.clone();
+        future_into_py_with_locals(py, locals, async move {
+            let app = core.await?;
+            let caller = match given {
+                Some(caller) => caller,
+                None => app
+                    .engine
+                    .authenticate(authorization.as_deref())
+                    .await
+                    .map_err(to_py_err)?,
+            };
+            let ctx = PyRequestLocals::attach(caller, task_locals);
+            let response = app.engine.process(&body, ctx).await.map_err(to_py_err)?;
+            Ok(ProcessResult::from_response(response))
+        })
+    }
+
+    /// The largest request body the engine accepts (`max_body_bytes`); a
+    /// host stops reading a body past it.
+    #[getter]
+    fn max_body_bytes(&self) -> usize {
+        self.config.max_body_bytes
+    }
+
     /// Handles one ChatKit request body for `ctx`. The Python tools of the
     /// turn run on the caller's event loop with a copy of its `contextvars`
     /// (attached to this request only, see `tools.rs`).
@@ -353,15 +393,7 @@ impl Engine {
         future_into_py_with_locals(py, locals, async move {
             let app = core.await?;
             let response = app.engine.process(&body, ctx).await.map_err(to_py_err)?;
-            Ok(match response {
-                Response::Json(bytes) => ProcessResult::new(false, State::Once(Some(bytes))),
-                Response::Stream(events) => ProcessResult::new(
-                    true,
-                    State::Stream {
-                        frames: events.sse(),
-                    },
-                ),
-            })
+            Ok(ProcessResult::from_response(response))
         })
     }
 }
@@ -401,6 +433,19 @@ pub struct ProcessResult {
 }
 
 impl ProcessResult {
+    /// The result of a processed request: its JSON, or its SSE frames.
+    fn from_response(response: Response) -> Self {
+        match response {
+            Response::Json(bytes) => Self::new(false, State::Once(Some(bytes))),
+            Response::Stream(events) => Self::new(
+                true,
+                State::Stream {
+                    frames: events.sse(),
+                },
+            ),
+        }
+    }
+
     fn new(streaming: bool, state: State) -> Self {
         let json = match &state {
             State::Once(bytes) => bytes.clone(),
