@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from starlette.routing import Route
 
 from chatkit_engine import ChatEngine, ChatKitError, RequestContext
 from chatkit_engine.asgi import ChatKitEndpoint
@@ -31,8 +32,7 @@ def create_app(engine: ChatEngine) -> FastAPI:
     # turn; docs/performance.md). It verifies the Bearer token, reads the
     # body up to the engine's limit, and answers JSON, SSE or the error.
     chatkit = ChatKitEndpoint(engine)
-    app.add_route("/api/chatkit", chatkit, methods=["POST"])
-    app.add_route("/chatkit", chatkit, methods=["POST"])
+    app.router.routes.extend(Route(path, chatkit, methods=["POST"]) for path in ("/api/chatkit", "/chatkit"))
 
     # --- task REST routes (Phase-II style: the token's user must own the path) ---
 

@@ -206,6 +206,15 @@ def _action_envelope(func: ActionHandler) -> ActionHandler:
     return handler
 
 
+def _body_bytes(body: Union[bytes, bytearray, memoryview, str]) -> bytes:
+    """A request body as bytes (text as UTF-8)."""
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, bytes):
+        return body
+    return bytes(body)
+
+
 class ChatEngine:
     """The ChatKit backend: one per process, shared by every request.
 
@@ -408,13 +417,7 @@ class ChatEngine:
         or cancelling a pending ``__anext__``, as a server does when the
         client disconnects) cancels the turn; the partial answer is kept.
         """
-        if isinstance(body, str):
-            data = body.encode()
-        elif isinstance(body, bytes):
-            data = body
-        else:
-            data = bytes(body)
-        return self._native.process(data, ctx)
+        return self._native.process(_body_bytes(body), ctx)
 
     def handle(
         self,
@@ -427,13 +430,7 @@ class ChatEngine:
         value. Raises what either raises. One crossing into the engine
         instead of two, for hosts that write their own route.
         """
-        if isinstance(body, str):
-            data = body.encode()
-        elif isinstance(body, bytes):
-            data = body
-        else:
-            data = bytes(body)
-        return self._native.handle(data, authorization, ctx)
+        return self._native.handle(_body_bytes(body), authorization, ctx)
 
     @property
     def max_body_bytes(self) -> int:

@@ -1,12 +1,16 @@
 """The ChatKit route as a plain ASGI endpoint, for FastAPI, Starlette or any
 ASGI server, without a framework's request and response objects around it.
 
+    from starlette.routing import Route
     from chatkit_engine import ChatEngine
     from chatkit_engine.asgi import ChatKitEndpoint
 
     engine = ChatEngine.from_env()
     app = FastAPI()
-    app.add_route("/api/chatkit", ChatKitEndpoint(engine), methods=["POST"])
+    app.router.routes.append(Route("/api/chatkit", ChatKitEndpoint(engine), methods=["POST"]))
+
+(Starlette's ``add_route`` works too, but its type hints only admit request
+handlers; a ``Route`` takes any ASGI app.)
 
 It answers what a hand-written route around :meth:`ChatEngine.handle`
 answers, for less CPU per turn (no request object, no dependency solving, no
@@ -36,11 +40,13 @@ verified by the engine.
 from __future__ import annotations
 
 import asyncio
-import inspect
-from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Union
 
 from ._native import ProcessResult, RequestContext
 from .errors import ChatKitError, PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from . import ChatEngine
 
 __all__ = ["ChatKitEndpoint"]
 
@@ -68,7 +74,7 @@ class ChatKitEndpoint:
 
     __slots__ = ("engine", "context")
 
-    def __init__(self, engine: Any, *, context: Optional[ContextFunction] = None) -> None:
+    def __init__(self, engine: "ChatEngine", *, context: Optional[ContextFunction] = None) -> None:
         self.engine = engine
         self.context = context
 
@@ -81,11 +87,10 @@ class ChatKitEndpoint:
             return
         try:
             body = await _read_body(scope, receive, self.engine.max_body_bytes)
-            ctx = None
+            ctx: Optional[RequestContext] = None
             if self.context is not None:
-                ctx = self.context(scope)
-                if inspect.isawaitable(ctx):
-                    ctx = await ctx
+                given = self.context(scope)
+                ctx = given if isinstance(given, RequestContext) else await given
             result = await self.engine.handle(body, _header(scope, b"authorization"), ctx)
         except _ClientGone:
             return
