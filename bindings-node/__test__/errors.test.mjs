@@ -85,6 +85,36 @@ test("handle() answers errors with their status and JSON body", async () => {
   assert.equal((await badBody.json()).error.code, "invalid_request");
 });
 
+test("handle() reads no more than maxBodyBytes of a body", async () => {
+  const secret = "node-binding-test-secret-0123456789";
+  const engine = await ChatEngine.create({ databaseUrl: sqliteUrl(), jwtSecret: secret, maxBodyBytes: 2048 });
+  let pulled = 0;
+  // A streamed body without Content-Length, longer than the limit: reading
+  // stops at the limit, the rest is never pulled.
+  const endless = () =>
+    new ReadableStream({
+      pull(controller) {
+        pulled += 1000;
+        controller.enqueue(new TextEncoder().encode("x".repeat(1000)));
+      },
+    });
+  const post = (headers) =>
+    engine.handle(new Request("http://x/api/chatkit", { method: "POST", headers, body: endless(), duplex: "half" }));
+
+  const signed = await post({ authorization: `Bearer ${signHs256({ sub: newUser() }, secret)}` });
+  assert.equal(signed.status, 413);
+  assert.equal(
+    await signed.text(),
+    '{"error":{"code":"payload_too_large","message":"the request body exceeds the limit of 2048 bytes"}}',
+  );
+  assert.ok(pulled <= 4000, `read ${pulled} bytes of an endless body`);
+
+  // Unsigned: unauthorized whatever its size, as serve answers.
+  const unsigned = await post({});
+  assert.equal(unsigned.status, 401);
+  assert.equal((await unsigned.json()).error.code, "unauthorized");
+});
+
 test("an HS256 Bearer token authenticates the caller", async (t) => {
   const secret = "node-binding-test-secret-0123456789";
   const engine = await ChatEngine.create({ databaseUrl: sqliteUrl(), jwtSecret: secret });

@@ -2,12 +2,13 @@
  * Reading a request body for {@link ChatEngine.handle} and
  * {@link ChatEngine.handleNode}: never more than the engine's
  * `max_body_bytes`, so a request that is refused (too large, or not signed
- * in) costs no more memory than an accepted one.
+ * in) costs no more memory than an accepted one. (The engine then answers an
+ * unsigned request `unauthorized` whatever its size, as `serve` does.)
  *
  * | body | result |
  * | --- | --- |
  * | `Content-Length` over the limit | `payload_too_large` (413) before reading |
- * | more bytes than the limit | `payload_too_large` (413); the rest is discarded unread |
+ * | more bytes than the limit | `payload_too_large` (413); the rest is discarded, not kept |
  * | already parsed by the host (Express, Next.js `bodyParser`) | its bytes: `Buffer`/`Uint8Array` as is, a string as UTF-8, any other value as JSON |
  */
 import type { IncomingMessage } from "node:http";

@@ -179,16 +179,19 @@ export class ChatEngine {
 
   /**
    * A whole route handler for the web `Request`/`Response` API (Next.js App
-   * Router route handlers, Remix, Hono, Deno, Bun...): authenticates the
-   * request (or takes `options.context`), reads its body (at most the
-   * engine's `max_body_bytes`) and answers with JSON, an SSE stream, or the
-   * error's JSON body and status. The request's `signal` cancels the stream.
+   * Router route handlers, Remix, Hono, Deno, Bun...): reads the body (never
+   * past the engine's `max_body_bytes`), authenticates the request (or takes
+   * `options.context`) and answers with JSON, an SSE stream, or the error's
+   * JSON body and status, as `serve` does (an unsigned request is
+   * `unauthorized` whatever its size). The request's `signal` cancels the
+   * stream.
    */
   async handle(request: Request, options: HandleOptions = {}): Promise<Response> {
     try {
       const context = typeof options.context === "function" ? await options.context(request) : options.context;
-      const body = await readRequestBody(request, this.#native.maxBodyBytes);
-      const result = await this.#start(request.headers.get("authorization"), body, context, request.signal);
+      const authorization = request.headers.get("authorization");
+      const body = await this.#read(() => readRequestBody(request, this.#native.maxBodyBytes), authorization, context);
+      const result = await this.#start(authorization, body, context, request.signal);
       return result.toResponse();
     } catch (err) {
       if (err instanceof ChatKitError) {
@@ -220,8 +223,9 @@ export class ChatEngine {
     let result: ChatKitResult;
     try {
       const context = typeof options.context === "function" ? await options.context(request) : options.context;
-      const body = await readIncomingBody(request, this.#native.maxBodyBytes);
-      result = await this.#start(request.headers.authorization, body, context);
+      const authorization = request.headers.authorization;
+      const body = await this.#read(() => readIncomingBody(request, this.#native.maxBodyBytes), authorization, context);
+      result = await this.#start(authorization, body, context);
     } catch (err) {
       if (err instanceof ChatKitError) {
         const headers: Record<string, string> = { "content-type": "application/json" };
@@ -255,6 +259,26 @@ export class ChatEngine {
       response.off("close", onClose);
     }
     response.end();
+  }
+
+  /**
+   * Reads a body with `read`. One over the limit is refused as `serve`
+   * refuses it: an unsigned request is `unauthorized` whatever its size,
+   * a signed one `payload_too_large`.
+   */
+  async #read(
+    read: () => Promise<Buffer>,
+    authorization: string | null | undefined,
+    context: RequestContext | undefined,
+  ): Promise<Buffer> {
+    try {
+      return await read();
+    } catch (err) {
+      if (err instanceof ChatKitError && err.code === "payload_too_large" && !context) {
+        await this.authenticate(authorization);
+      }
+      throw err;
+    }
   }
 
   /** One crossing into the engine: authenticate (unless `context` is given) and process. */

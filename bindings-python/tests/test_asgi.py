@@ -56,7 +56,7 @@ async def test_refusals_are_json_errors_with_their_status(engine: ce.ChatEngine)
         assert (get.status_code, get.headers["allow"]) == (405, "POST")
 
 
-async def test_a_body_over_the_limit_is_refused_before_it_is_read(engine: ce.ChatEngine) -> None:
+async def test_a_body_over_the_limit_is_refused_without_reading_it_all(engine: ce.ChatEngine) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b"x" * 1000
@@ -64,10 +64,16 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(engine: ce.Cha
     async with client_of(ChatKitEndpoint(engine)) as client:
         declared = await client.post("/", content=b"y" * 5000, headers=bearer("alice"))
         assert (declared.status_code, declared.json()["error"]["code"]) == (413, "payload_too_large")
-        # Chunked, no Content-Length, and not even signed in: refused once
-        # the limit is passed (the engine would have said 401 after reading).
-        streamed = await client.post("/", content=chunks())
+        # The same body, byte for byte, as serve and the Node binding answer.
+        assert declared.content == (
+            b'{"error":{"code":"payload_too_large","message":"the request body exceeds the limit of 4096 bytes"}}'
+        )
+        # Chunked, no Content-Length: refused once the limit is passed.
+        streamed = await client.post("/", content=chunks(), headers=bearer("alice"))
         assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "payload_too_large")
+        # Not signed in: unauthorized whatever the size, as serve answers.
+        unsigned = await client.post("/", content=chunks())
+        assert (unsigned.status_code, unsigned.json()["error"]["code"]) == (401, "unauthorized")
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -21,7 +21,8 @@ request                                answer
 =====================================  =========================================
 a method other than ``POST``           405, ``allow: POST``
 ``Content-Length`` over the limit,     413 ``payload_too_large`` (the body is not
-or more body than the limit            read past ``engine.max_body_bytes``)
+or more body than the limit            read past ``engine.max_body_bytes``); 401
+                                       when not signed in either, as ``serve``
 not signed in, bad body, ...           the :class:`ChatKitError`'s status and
                                        JSON ``body``
 a JSON request                         200 ``application/json``
@@ -86,12 +87,19 @@ class ChatKitEndpoint:
             await send({"type": "http.response.body", "body": b""})
             return
         try:
-            body = await _read_body(scope, receive, self.engine.max_body_bytes)
             ctx: Optional[RequestContext] = None
             if self.context is not None:
                 given = self.context(scope)
                 ctx = given if isinstance(given, RequestContext) else await given
-            result = await self.engine.handle(body, _header(scope, b"authorization"), ctx)
+            authorization = _header(scope, b"authorization")
+            try:
+                body = await _read_body(scope, receive, self.engine.max_body_bytes)
+            except PayloadTooLargeError:
+                # As serve answers: unsigned is unauthorized whatever its size.
+                if ctx is None:
+                    await self.engine.authenticate(authorization)
+                raise
+            result = await self.engine.handle(body, authorization, ctx)
         except _ClientGone:
             return
         except ChatKitError as err:

@@ -65,8 +65,9 @@ class ChatKitError(Exception):
         if http_status is not None:
             self.http_status = http_status  # type: ignore[misc]
         if body is None:
+            # Compact, as the core and the Node binding write it.
             body = json.dumps(
-                {"error": {"code": self.code, "message": message}}
+                {"error": {"code": self.code, "message": message}}, separators=(",", ":")
             ).encode()
         self.body = body
 
