@@ -134,6 +134,27 @@ describe("handleNode() behind node:http", { timeout: 120_000 }, () => {
     assert.equal((await response.json()).error.code, "invalid_request");
   });
 
+  test("refuses two Authorization headers with 400, as serve does", async () => {
+    const answer = await new Promise((resolve, reject) => {
+      const req = httpRequest(
+        host.url,
+        { method: "POST", headers: { authorization: [bearer(newUser()), bearer(newUser())] } },
+        (res) => {
+          let text = "";
+          res.on("data", (chunk) => (text += chunk));
+          res.on("end", () => resolve({ status: res.statusCode, body: JSON.parse(text) }));
+        },
+      );
+      req.on("error", reject);
+      req.end(create("whose turn is it?"));
+    });
+    assert.equal(answer.status, 400);
+    assert.deepEqual(answer.body.error, {
+      code: "invalid_request",
+      message: "invalid request: send exactly one Authorization header",
+    });
+  });
+
   test("takes a body a parser already read, and the host's own caller", async () => {
     const user = newUser();
     const parsing = await serve(async (req, res) => {

@@ -222,6 +222,10 @@ export class ChatEngine {
   async handleNode(request: IncomingMessage, response: ServerResponse, options: NodeHandleOptions = {}): Promise<void> {
     let result: ChatKitResult;
     try {
+      if ((request.headersDistinct?.authorization?.length ?? 0) > 1) {
+        // As serve: which of two credentials counts is not for us to guess.
+        throw new ChatKitError("invalid_request", 400, "invalid request: send exactly one Authorization header");
+      }
       const context = typeof options.context === "function" ? await options.context(request) : options.context;
       const authorization = request.headers.authorization;
       const body = await this.#read(() => readIncomingBody(request, this.#native.maxBodyBytes), authorization, context);

@@ -54,6 +54,13 @@ async def test_refusals_are_json_errors_with_their_status(engine: ce.ChatEngine)
         assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_request")
         get = await client.get("/")
         assert (get.status_code, get.headers["allow"]) == (405, "POST")
+        two = [("authorization", bearer("alice")["Authorization"]), ("authorization", bearer("bob")["Authorization"])]
+        doubled = await client.post("/", content=create_thread("hi"), headers=two)
+        assert doubled.status_code == 400
+        assert doubled.json()["error"] == {
+            "code": "invalid_request",
+            "message": "invalid request: send exactly one Authorization header",
+        }
 
 
 async def test_a_body_over_the_limit_is_refused_without_reading_it_all(engine: ce.ChatEngine) -> None:

@@ -23,6 +23,7 @@ a method other than ``POST``           405, ``allow: POST``
 ``Content-Length`` over the limit,     413 ``payload_too_large`` (the body is not
 or more body than the limit            read past ``engine.max_body_bytes``); 401
                                        when not signed in either, as ``serve``
+two ``Authorization`` headers          400 ``invalid_request``, as ``serve``
 not signed in, bad body, ...           the :class:`ChatKitError`'s status and
                                        JSON ``body``
 a JSON request                         200 ``application/json``
@@ -44,7 +45,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Union
 
 from ._native import ProcessResult, RequestContext
-from .errors import ChatKitError, PayloadTooLargeError
+from .errors import ChatKitError, InvalidRequestError, PayloadTooLargeError
 
 if TYPE_CHECKING:
     from . import ChatEngine
@@ -91,7 +92,11 @@ class ChatKitEndpoint:
             if self.context is not None:
                 given = self.context(scope)
                 ctx = given if isinstance(given, RequestContext) else await given
-            authorization = _header(scope, b"authorization")
+            credentials = [value for key, value in scope["headers"] if key == b"authorization"]
+            if len(credentials) > 1:
+                # As serve: which of two credentials counts is not for us to guess.
+                raise InvalidRequestError("invalid request: send exactly one Authorization header")
+            authorization = credentials[0].decode("latin-1") if credentials else None
             try:
                 body = await _read_body(scope, receive, self.engine.max_body_bytes)
             except PayloadTooLargeError:
