@@ -77,9 +77,12 @@ export type Body = string | Uint8Array | ArrayBuffer;
  */
 export class ChatEngine {
   readonly #native: NativeEngine;
+  readonly #maxBodyBytes: number;
 
   private constructor(nativeEngine: NativeEngine) {
     this.#native = nativeEngine;
+    // Fixed by the configuration: read once, not through napi per request.
+    this.#maxBodyBytes = nativeEngine.maxBodyBytes;
   }
 
   /**
@@ -190,7 +193,7 @@ export class ChatEngine {
     try {
       const context = typeof options.context === "function" ? await options.context(request) : options.context;
       const authorization = request.headers.get("authorization");
-      const body = await this.#read(() => readRequestBody(request, this.#native.maxBodyBytes), authorization, context);
+      const body = await this.#read(() => readRequestBody(request, this.#maxBodyBytes), authorization, context);
       const result = await this.#start(authorization, body, context, request.signal);
       return result.toResponse();
     } catch (err) {
@@ -228,7 +231,7 @@ export class ChatEngine {
       }
       const context = typeof options.context === "function" ? await options.context(request) : options.context;
       const authorization = request.headers.authorization;
-      const body = await this.#read(() => readIncomingBody(request, this.#native.maxBodyBytes), authorization, context);
+      const body = await this.#read(() => readIncomingBody(request, this.#maxBodyBytes), authorization, context);
       result = await this.#start(authorization, body, context);
     } catch (err) {
       if (err instanceof ChatKitError) {

@@ -74,11 +74,13 @@ class ChatKitEndpoint:
     """An ASGI app answering ChatKit requests with ``engine`` (see the module
     docs for what it answers)."""
 
-    __slots__ = ("engine", "context")
+    __slots__ = ("engine", "context", "_max_body_bytes")
 
     def __init__(self, engine: "ChatEngine", *, context: Optional[ContextFunction] = None) -> None:
         self.engine = engine
         self.context = context
+        # Fixed by the engine's configuration: read once, not per request.
+        self._max_body_bytes = engine.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,7 +100,7 @@ class ChatKitEndpoint:
                 raise InvalidRequestError("invalid request: send exactly one Authorization header")
             authorization = credentials[0].decode("latin-1") if credentials else None
             try:
-                body = await _read_body(scope, receive, self.engine.max_body_bytes)
+                body = await _read_body(scope, receive, self._max_body_bytes)
             except PayloadTooLargeError:
                 # As serve answers: unsigned is unauthorized whatever its size.
                 if ctx is None:
